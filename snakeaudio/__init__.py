@@ -1,0 +1,28 @@
+"""snakeaudio: Snake activations and vocoder building blocks for periodic audio."""
+
+from .nn import (
+    PERIODIC_ALPHA,
+    STANDARD_ALPHA,
+    FlexibleSnake,
+    FlexibleSnakeActivation,
+    Snake,
+    SnakeActivation,
+    SnakeBeta,
+    init_snake_,
+    snake,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Snake",
+    "SnakeBeta",
+    "FlexibleSnake",
+    "SnakeActivation",
+    "FlexibleSnakeActivation",
+    "STANDARD_ALPHA",
+    "PERIODIC_ALPHA",
+    "init_snake_",
+    "snake",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Fast implementations of the reference layers in :mod:`snakeaudio.nn`."""
