@@ -1,6 +1,7 @@
 """snakeaudio: Snake activations and vocoder building blocks for periodic audio."""
 
 from .nn import (
+    AntiAliasedActivation1d,
     PERIODIC_ALPHA,
     STANDARD_ALPHA,
     FlexibleSnake,
@@ -15,6 +16,7 @@ from .nn import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AntiAliasedActivation1d",
     "Snake",
     "SnakeBeta",
     "FlexibleSnake",

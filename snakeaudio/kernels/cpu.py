@@ -25,7 +25,9 @@ import warnings
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["cpu_library", "cache_dir"]
+import torch
+
+__all__ = ["cpu_library", "cpu_kernels_available", "cache_dir"]
 
 _SOURCE = "snake_cpu.cpp"
 _BUILD_TIMEOUT_S = 180
@@ -95,9 +97,19 @@ def cpu_library() -> ctypes.CDLL | None:
         return None
 
 
+@torch.compiler.assume_constant_result
+def cpu_kernels_available() -> bool:
+    """Whether the fused CPU kernels can run (a constant for ``torch.compile``)."""
+    return cpu_library() is not None
+
+
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.snake_forward.argtypes = [p, p, p, p, i64, i64, i64, i32]
     lib.snake_forward.restype = None
     lib.snake_backward.argtypes = [p, p, p, p, i32, p, p, p, i64, i64, i64, i32]
     lib.snake_backward.restype = None
+    lib.aa_snake_forward.argtypes = [p, p, p, p, i64, i64, i64, i64, p, p, i64, p, i64, i64, i32]
+    lib.aa_snake_forward.restype = None
+    lib.aa_snake_backward.argtypes = [p, p, p, p, i32, p, p, p, i64, i64, i64, i64, p, p, i64, p, i64, i64, i32]
+    lib.aa_snake_backward.restype = None

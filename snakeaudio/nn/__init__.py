@@ -10,9 +10,11 @@ from .activations import (
     SnakeBeta,
     init_snake_,
 )
+from .antialias import AntiAliasedActivation1d
 from .functional import snake, snake_reference
 
 __all__ = [
+    "AntiAliasedActivation1d",
     "Snake",
     "SnakeBeta",
     "FlexibleSnake",

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..kernels.cpu import cpu_library
 
-__all__ = ["snake", "snake_reference"]
+__all__ = ["snake", "snake_reference", "exporting"]
 
 # |α| below this is replaced by ±_TINY_ALPHA: sin²(αx)/α ≈ αx² is then far below
 # float32 resolution of x, so the result is the identity limit, finite with its gradients.
@@ -23,7 +23,12 @@ _TINY_BETA = 1e-9
 
 
 def _away_from_zero(p: Tensor, tiny: float) -> Tensor:
-    return torch.where(p.abs() < tiny, torch.full_like(p, tiny).copysign(p), p)
+    return torch.where(p.abs() < tiny, torch.full_like(p, tiny), p)
+
+
+def exporting() -> bool:
+    """True while tracing for ONNX or ``torch.export``: fused ops give way to standard ones."""
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -184,6 +189,9 @@ def snake(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:
     tensor([[[-1.1732, -0.2919,  0.0000,  1.7081,  2.8268]]])
     """
     _check(x, alpha, beta)
+    if exporting():
+        safe_beta = None if beta is None else _away_from_zero(beta, _TINY_BETA)
+        return snake_reference(x, _away_from_zero(alpha, _TINY_ALPHA), safe_beta)
     return _SnakeFunction.apply(x, alpha, beta)
 
 
