@@ -49,7 +49,10 @@ inline void sincos_libm(float u, float &s, float &c) {
 inline float max_abs_scaled(const float *x, int64_t m, float a) {
   float big = 0.0f;
 #pragma omp simd reduction(max : big)
-  for (int64_t k = 0; k < m; ++k) big = std::fmax(big, std::fabs(a * x[k]));
+  for (int64_t k = 0; k < m; ++k) {
+    const float v = std::fabs(a * x[k]);
+    big = big > v ? big : v;  // NaN needs no special care: both paths propagate it
+  }
   return big;
 }
 
@@ -113,121 +116,181 @@ inline void snake_row_backward(const float *x, const float *g, float *gx, int64_
 // Polyphase description of BigVGAN's ×r upsample + activation + ×r low-pass/downsample.
 //   U_p[n] = Σ_s W[p·S + s] · x[clamp(n + base[p] + s)]          (phase p of the upsampled signal)
 //   A      = snake(U), edges replicated from A[0] = A_0[0] and A[rT−1] = A_{r−1}[T−1]
-//   y[i]   = Σ_k g[k] · A[clamp(r·i + k − pad_down)]
+//   y[i]   = Σ_k g[k] · A[clamp(r·i + k − pad_down)]  = Σ_k g[k] · A_{p_k}[i + d_k]
+// Every loop below is a short FIR computed output by output (taps in registers,
+// vectorised over time), with edge cases folded in by small separate loops.
 struct AAPlan {
   int64_t T, r, S, Kd, pad_down;
   const float *W;
   const int64_t *base;
   const float *g;
-  int64_t M;   // margin of the padded input row
-  int64_t M2;  // margin of each phase buffer
-  int64_t stride() const { return T + 2 * M2; }
+  int64_t M;  // margin on both sides of every row buffer
+  int64_t stride() const { return T + 2 * M; }
+  int64_t phase(int64_t k) const { return k - pad_down - r * delay(k); }
+  int64_t delay(int64_t k) const { return floor_div(k - pad_down, r); }
+  static int64_t floor_div(int64_t a, int64_t b) { return (a >= 0) ? a / b : -((-a + b - 1) / b); }
 };
-
-inline int64_t floor_div(int64_t a, int64_t b) { return (a >= 0) ? a / b : -((-a + b - 1) / b); }
 
 AAPlan make_plan(int64_t T, int64_t r, const float *W, const int64_t *base, int64_t S, const float *g, int64_t Kd,
                  int64_t pad_down) {
-  AAPlan plan{T, r, S, Kd, pad_down, W, base, g, 0, 0};
-  for (int64_t p = 0; p < r; ++p) plan.M = std::max({plan.M, std::abs(base[p]), std::abs(base[p] + S - 1)});
-  plan.M2 = std::max(std::abs(floor_div(-pad_down, r)), std::abs(floor_div(Kd - 1 - pad_down, r))) + 1;
-  return plan;
+  AAPlan P{T, r, S, Kd, pad_down, W, base, g, 0};
+  for (int64_t p = 0; p < r; ++p) P.M = std::max({P.M, std::abs(base[p]), std::abs(base[p] + S - 1)});
+  P.M = std::max({P.M, std::abs(P.delay(0)), std::abs(P.delay(Kd - 1))}) + 1;
+  return P;
 }
 
-// Fills U's phases (pre-activation) on [0, T) from one input row.
-void aa_upsample_row(const AAPlan &P, const float *x, float *xpad, float *U) {
-  const int64_t T = P.T;
-  for (int64_t j = 0; j < T + 2 * P.M; ++j) xpad[j] = x[std::min(std::max(j - P.M, int64_t(0)), T - 1)];
-  for (int64_t p = 0; p < P.r; ++p) {
-    float *up = U + p * P.stride() + P.M2;
-    std::fill(up, up + T, 0.0f);
-    for (int64_t s = 0; s < P.S; ++s) {
-      const float w = P.W[p * P.S + s];
-      if (w == 0.0f) continue;
-      const float *src = xpad + P.M + P.base[p] + s;
-#pragma omp simd
-      for (int64_t n = 0; n < T; ++n) up[n] = std::fma(w, src[n], up[n]);
+// Explicit SIMD through the compiler's vector extension (GCC and Clang): 16 floats,
+// lowered to whatever the target has (one AVX-512 register, two AVX2 registers, ...).
+typedef float vfloat __attribute__((vector_size(64)));
+constexpr int64_t kLanes = sizeof(vfloat) / sizeof(float);
+
+inline vfloat load(const float *p) {
+  vfloat v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store(float *p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// out[n] = Σ_j w[j] · src[j][n] for n in [0, m): a FIR whose taps point into row buffers.
+// Tiles of 4·kLanes outputs accumulate in registers; every output sums its taps in the
+// same order, so tiles and the scalar tail agree bit for bit.
+inline void fir(float *out, const float *const *src, const float *w, int64_t taps, int64_t m) {
+  constexpr int64_t kTile = 4 * kLanes;
+  int64_t n0 = 0;
+  for (; n0 + kTile <= m; n0 += kTile) {
+    vfloat a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int64_t j = 0; j < taps; ++j) {
+      const vfloat wj = vfloat{} + w[j];
+      const float *sp = src[j] + n0;
+      a0 = wj * load(sp) + a0;
+      a1 = wj * load(sp + kLanes) + a1;
+      a2 = wj * load(sp + 2 * kLanes) + a2;
+      a3 = wj * load(sp + 3 * kLanes) + a3;
     }
+    store(out + n0, a0);
+    store(out + n0 + kLanes, a1);
+    store(out + n0 + 2 * kLanes, a2);
+    store(out + n0 + 3 * kLanes, a3);
+  }
+  for (; n0 < m; ++n0) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < taps; ++j) acc = std::fma(w[j], src[j][n0], acc);
+    out[n0] = acc;
   }
 }
 
-void aa_forward_row(const AAPlan &P, const float *x, float *y, float a, float inv, float *xpad, float *U) {
+// Row scratch space of one thread.
+struct AAScratch {
+  std::vector<float> xpad, U, G;
+  std::vector<const float *> src;
+  std::vector<float> w;
+  AAScratch(const AAPlan &P, bool backward)
+      : xpad(P.stride()), U(P.r * P.stride()), G(backward ? P.r * P.stride() : 0),
+        src(std::max(P.Kd, P.r * P.S)), w(std::max(P.Kd, P.r * P.S)) {}
+};
+
+// xpad[M + j] = x[clamp(j)] for j in [−M, T + M).
+inline void replicate_pad(const AAPlan &P, const float *x, float *xpad) {
+  std::fill(xpad, xpad + P.M, x[0]);
+  std::copy(x, x + P.T, xpad + P.M);
+  std::fill(xpad + P.M + P.T, xpad + P.stride(), x[P.T - 1]);
+}
+
+// Phase p of the upsampled signal (pre-activation) on [0, T).
+inline void upsample_phase(const AAPlan &P, AAScratch &s, int64_t p, float *up) {
+  for (int64_t j = 0; j < P.S; ++j) s.src[j] = s.xpad.data() + P.M + P.base[p] + j;
+  fir(up, s.src.data(), P.W + p * P.S, P.S, P.T);
+}
+
+template <void (*SinCos)(float, float &, float &)>
+inline void snake_inplace(float *u, int64_t m, float a, float inv) {
+  snake_block_forward<SinCos>(u, u, m, a, inv);
+}
+
+void aa_forward_row(const AAPlan &P, AAScratch &s, const float *x, float *y, float a, float inv) {
   const int64_t T = P.T, L = P.stride();
-  aa_upsample_row(P, x, xpad, U);
+  float *U = s.U.data();
+  replicate_pad(P, x, s.xpad.data());
   for (int64_t p = 0; p < P.r; ++p) {
-    float *up = U + p * L + P.M2;
+    float *up = U + p * L + P.M;
+    upsample_phase(P, s, p, up);
     for (int64_t i = 0; i < T; i += kBlock) {
       const int64_t m = std::min(kBlock, T - i);
       if (max_abs_scaled(up + i, m, a) < kFastLimit)
-        snake_block_forward<sincos_poly>(up + i, up + i, m, a, inv);
+        snake_inplace<sincos_poly>(up + i, m, a, inv);
       else
-        snake_block_forward<sincos_libm>(up + i, up + i, m, a, inv);
+        snake_inplace<sincos_libm>(up + i, m, a, inv);
     }
   }
-  const float left = U[P.M2], right = U[(P.r - 1) * L + P.M2 + T - 1];
+  const float left = U[P.M], right = U[(P.r - 1) * L + P.M + T - 1];
   for (int64_t p = 0; p < P.r; ++p) {
-    float *up = U + p * L;
-    std::fill(up, up + P.M2, left);
-    std::fill(up + P.M2 + T, up + L, right);
+    std::fill(U + p * L, U + p * L + P.M, left);
+    std::fill(U + p * L + P.M + T, U + (p + 1) * L, right);
   }
-  std::fill(y, y + T, 0.0f);
-  for (int64_t k = 0; k < P.Kd; ++k) {
-    const int64_t j = k - P.pad_down, d = floor_div(j, P.r), p = j - d * P.r;
-    const float w = P.g[k];
-    const float *src = U + p * L + P.M2 + d;
-#pragma omp simd
-    for (int64_t i = 0; i < T; ++i) y[i] = std::fma(w, src[i], y[i]);
-  }
+  for (int64_t k = 0; k < P.Kd; ++k) s.src[k] = U + P.phase(k) * L + P.M + P.delay(k);
+  fir(y, s.src.data(), P.g, P.Kd, T);
 }
 
 template <bool kBeta>
-void aa_backward_row(const AAPlan &P, const float *x, const float *gy, float *gx, float a, float inv, float &ga_row,
-                     float &gb_row, float *xpad, float *U, float *G) {
-  const int64_t T = P.T, L = P.stride();
-  aa_upsample_row(P, x, xpad, U);
-  // Gradient w.r.t. the activated upsampled signal, with out-of-range taps folded onto the edges.
-  std::fill(G, G + P.r * L, 0.0f);
-  for (int64_t k = 0; k < P.Kd; ++k) {
-    const int64_t j = k - P.pad_down, d = floor_div(j, P.r), p = j - d * P.r;
-    const float w = P.g[k];
-    float *dst = G + p * L + P.M2 + d;
-#pragma omp simd
-    for (int64_t i = 0; i < T; ++i) dst[i] = std::fma(w, gy[i], dst[i]);
+void aa_backward_row(const AAPlan &P, AAScratch &s, const float *x, const float *gy, float *gx, float a, float inv,
+                     float &ga_row, float &gb_row) {
+  const int64_t T = P.T, L = P.stride(), M = P.M;
+  float *U = s.U.data(), *G = s.G.data();
+  replicate_pad(P, x, s.xpad.data());
+  for (int64_t p = 0; p < P.r; ++p) upsample_phase(P, s, p, U + p * L + M);
+  // Gradient w.r.t. the activated signal: the transposed down FIR, read from a zero-padded
+  // copy of gy (in the first phase buffer of G, which is written last).
+  float *gypad = s.xpad.data();
+  std::fill(gypad, gypad + L, 0.0f);
+  std::copy(gy, gy + T, gypad + M);
+  for (int64_t p = P.r - 1; p >= 0; --p) {
+    int64_t taps = 0;
+    for (int64_t k = 0; k < P.Kd; ++k) {
+      if (P.phase(k) != p) continue;
+      s.src[taps] = gypad + M - P.delay(k);
+      s.w[taps++] = P.g[k];
+    }
+    fir(G + p * L + M, s.src.data(), s.w.data(), taps, T);
   }
+  // Taps that read beyond either end of the activated signal read its edge samples.
   float left = 0.0f, right = 0.0f;
-  for (int64_t p = 0; p < P.r; ++p) {
-    const float *gp = G + p * L;
-    for (int64_t n = 0; n < P.M2; ++n) left += gp[n];
-    for (int64_t n = P.M2 + T; n < L; ++n) right += gp[n];
+  for (int64_t k = 0; k < P.Kd; ++k) {
+    for (int64_t i = 0; i < T && P.r * i + k - P.pad_down < 0; ++i) left += P.g[k] * gy[i];
+    for (int64_t i = T - 1; i >= 0 && P.r * i + k - P.pad_down >= P.r * T; --i) right += P.g[k] * gy[i];
   }
-  G[P.M2] += left;
-  G[(P.r - 1) * L + P.M2 + T - 1] += right;
-  // Through the activation, in place: G_p ← G_p · snake'(U_p).
+  G[M] += left;
+  G[(P.r - 1) * L + M + T - 1] += right;
+  // Through the activation, in place: G_p ← G_p · snake'(U_p); zero margins for the next FIR.
   double ga_total = 0.0, gb_total = 0.0;
   for (int64_t p = 0; p < P.r; ++p) {
     float ga, gb;
-    snake_row_backward<kBeta>(U + p * L + P.M2, G + p * L + P.M2, G + p * L + P.M2, T, a, inv, ga, gb);
+    snake_row_backward<kBeta>(U + p * L + M, G + p * L + M, G + p * L + M, T, a, inv, ga, gb);
     ga_total += ga;
     gb_total += gb;
+    std::fill(G + p * L, G + p * L + M, 0.0f);
+    std::fill(G + p * L + M + T, G + (p + 1) * L, 0.0f);
   }
   ga_row = static_cast<float>(ga_total);
   gb_row = static_cast<float>(gb_total);
-  // Through the upsampling (transposed polyphase FIR), edges folded onto x[0] and x[T−1].
-  float *gpad = xpad;
-  std::fill(gpad, gpad + T + 2 * P.M, 0.0f);
+  // Through the upsampling: gx[m] = Σ_{p,s} W[p,s] · gU_p[m − base_p − s], edges folded onto x[0], x[T−1].
+  int64_t taps = 0;
   for (int64_t p = 0; p < P.r; ++p) {
-    const float *gp = G + p * L + P.M2;
-    for (int64_t s = 0; s < P.S; ++s) {
-      const float w = P.W[p * P.S + s];
-      if (w == 0.0f) continue;
-      float *dst = gpad + P.M + P.base[p] + s;
-#pragma omp simd
-      for (int64_t n = 0; n < T; ++n) dst[n] = std::fma(w, gp[n], dst[n]);
+    for (int64_t j = 0; j < P.S; ++j) {
+      s.src[taps] = G + p * L + M - P.base[p] - j;
+      s.w[taps++] = P.W[p * P.S + j];
     }
   }
-  std::copy(gpad + P.M, gpad + P.M + T, gx);
-  for (int64_t j = 0; j < P.M; ++j) gx[0] += gpad[j];
-  for (int64_t j = P.M + T; j < T + 2 * P.M; ++j) gx[T - 1] += gpad[j];
+  fir(gx, s.src.data(), s.w.data(), taps, T);
+  for (int64_t p = 0; p < P.r; ++p) {
+    const float *gp = G + p * L + M;
+    for (int64_t j = 0; j < P.S; ++j) {
+      const float w = P.W[p * P.S + j];
+      const int64_t shift = P.base[p] + j;
+      for (int64_t n = 0; n < T && n + shift < 0; ++n) gx[0] += w * gp[n];
+      for (int64_t n = T - 1; n >= 0 && n + shift > T - 1; --n) gx[T - 1] += w * gp[n];
+    }
+  }
 }
 
 }  // namespace
@@ -283,11 +346,11 @@ void aa_snake_forward(const float *x, const float *alpha, const float *inv_scale
   const AAPlan P = make_plan(T, r, W, base, S, g, Kd, pad_down);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> xpad(T + 2 * P.M), U(r * P.stride());
+    AAScratch scratch(P, false);
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t ch = row % channels;
-      aa_forward_row(P, x + row * T, y + row * T, alpha[ch], inv_scale[ch], xpad.data(), U.data());
+      aa_forward_row(P, scratch, x + row * T, y + row * T, alpha[ch], inv_scale[ch]);
     }
   }
 }
@@ -299,18 +362,18 @@ void aa_snake_backward(const float *x, const float *grad, const float *alpha, co
   const AAPlan P = make_plan(T, r, W, base, S, g, Kd, pad_down);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> xpad(T + 2 * P.M), U(r * P.stride()), G(r * P.stride());
+    AAScratch scratch(P, true);
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t ch = row % channels;
+      const float *xr = x + row * T, *gr = grad + row * T;
+      float *gxr = grad_x + row * T;
       float gb = 0.0f;
       if (has_beta) {
-        aa_backward_row<true>(P, x + row * T, grad + row * T, grad_x + row * T, alpha[ch], inv_scale[ch],
-                              grad_alpha_rows[row], gb, xpad.data(), U.data(), G.data());
+        aa_backward_row<true>(P, scratch, xr, gr, gxr, alpha[ch], inv_scale[ch], grad_alpha_rows[row], gb);
         grad_beta_rows[row] = gb;
       } else {
-        aa_backward_row<false>(P, x + row * T, grad + row * T, grad_x + row * T, alpha[ch], inv_scale[ch],
-                               grad_alpha_rows[row], gb, xpad.data(), U.data(), G.data());
+        aa_backward_row<false>(P, scratch, xr, gr, gxr, alpha[ch], inv_scale[ch], grad_alpha_rows[row], gb);
       }
     }
   }
