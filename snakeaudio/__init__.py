@@ -12,6 +12,7 @@ from .nn import (
     init_snake_,
     snake,
 )
+from .models import Generator, GeneratorConfig, from_pretrained, save_pretrained
 
 __version__ = "0.1.0"
 
@@ -26,5 +27,9 @@ __all__ = [
     "PERIODIC_ALPHA",
     "init_snake_",
     "snake",
+    "Generator",
+    "GeneratorConfig",
+    "from_pretrained",
+    "save_pretrained",
     "__version__",
 ]

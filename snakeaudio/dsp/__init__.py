@@ -1,6 +1,7 @@
 """Pure signal processing: Kaiser-sinc filter design, resampling, aliasing measurement."""
 
 from .aliasing import AliasingReport, frequency_response, measure_aliasing, stopband_attenuation_db
+from .mel import MelConfig, MelSpectrogram, mel_basis, mel_spectrogram, num_frames
 from .filters import (
     DownSample1d,
     LowPassFilter1d,
@@ -21,4 +22,9 @@ __all__ = [
     "measure_aliasing",
     "frequency_response",
     "stopband_attenuation_db",
+    "MelConfig",
+    "MelSpectrogram",
+    "mel_spectrogram",
+    "mel_basis",
+    "num_frames",
 ]

@@ -1,4 +1,4 @@
-"""Neural-network layers: the Snake family and its functional form."""
+"""Neural-network layers: the Snake family, its functional form, the anti-aliased activation, AMP blocks."""
 
 from .activations import (
     PERIODIC_ALPHA,
@@ -11,9 +11,14 @@ from .activations import (
     init_snake_,
 )
 from .antialias import AntiAliasedActivation1d
+from .blocks import ActivationFactory, AMPBlock, conv1d, remove_weight_norm
 from .functional import snake, snake_reference
 
 __all__ = [
+    "AMPBlock",
+    "ActivationFactory",
+    "conv1d",
+    "remove_weight_norm",
     "AntiAliasedActivation1d",
     "Snake",
     "SnakeBeta",

@@ -1,0 +1,17 @@
+"""Vocoder models: generator configuration and presets, the generator, discriminators, checkpoints."""
+
+from .checkpoint import CheckpointError, convert_bigvgan_state_dict, from_pretrained, save_pretrained
+from .config import PRESETS, GeneratorConfig, activation_factory, preset
+from .generator import Generator
+
+__all__ = [
+    "GeneratorConfig",
+    "PRESETS",
+    "preset",
+    "activation_factory",
+    "Generator",
+    "from_pretrained",
+    "save_pretrained",
+    "convert_bigvgan_state_dict",
+    "CheckpointError",
+]

@@ -1,0 +1,211 @@
+"""Generator configuration: a frozen, self-validating dataclass speaking BigVGAN's ``config.json``.
+
+Field names are BigVGAN's JSON keys, so official configuration files load unchanged and
+files we write load in NVIDIA's code. Keys that only matter for training (optimiser,
+discriminators, data) are accepted and kept in :attr:`GeneratorConfig.training`; any
+other key is an error that lists it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..dsp.mel import MelConfig
+from ..nn.activations import Snake, SnakeBeta
+from ..nn.antialias import AntiAliasedActivation1d
+from ..nn.blocks import ActivationFactory
+
+__all__ = ["GeneratorConfig", "TRAINING_KEYS", "ACTIVATIONS", "PRESETS", "preset", "activation_factory"]
+
+TRAINING_KEYS = frozenset(
+    {
+        "num_gpus", "batch_size", "learning_rate", "adam_b1", "adam_b2", "lr_decay", "seed", "segment_size",
+        "num_freq", "fmax_for_loss", "num_workers", "dist_config", "clip_grad_norm", "resolutions", "mpd_reshapes",
+        "use_spectral_norm", "discriminator_channel_mult", "use_multiscale_melloss", "lambda_melloss",
+        "use_cqtd_instead_of_mrd", "cqtd_filters", "cqtd_max_filters", "cqtd_filters_scale", "cqtd_dilations",
+        "cqtd_hop_lengths", "cqtd_n_octaves", "cqtd_bins_per_octaves",
+        "use_cuda_kernel",  # written by BigVGAN's save_pretrained; our kernels are chosen automatically
+    }
+)  # fmt: skip
+"""BigVGAN keys that do not shape the generator (training, data, runtime): accepted and kept."""
+
+ACTIVATIONS = ("snake", "snakebeta", "leakyrelu")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """A BigVGAN/HiFi-GAN generator: conv_pre → [ConvTranspose1d ↑r_i → mean of AMP blocks]×N → act → conv_post.
+
+    ``anti_alias`` (snakeaudio's key, default True) wraps every activation in
+    :class:`~snakeaudio.nn.AntiAliasedActivation1d`; ``activation="leakyrelu"`` with
+    ``anti_alias=False`` gives a HiFi-GAN V1 style generator. ``use_tanh_at_final`` and
+    ``use_bias_at_final`` default to True when absent, as in BigVGAN.
+    """
+
+    num_mels: int = 100
+    sampling_rate: int = 24000
+    hop_size: int = 256
+    n_fft: int = 1024
+    win_size: int = 1024
+    fmin: float = 0
+    fmax: float | None = None
+    upsample_rates: tuple[int, ...] = (4, 4, 2, 2, 2, 2)
+    upsample_kernel_sizes: tuple[int, ...] = (8, 8, 4, 4, 4, 4)
+    upsample_initial_channel: int = 1536
+    resblock: str = "1"
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    activation: str = "snakebeta"
+    snake_logscale: bool = True
+    anti_alias: bool = True
+    use_tanh_at_final: bool = True
+    use_bias_at_final: bool = True
+    training: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # Normalise JSON lists to tuples so that configs compare and hash by value.
+        for name in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        object.__setattr__(self, "resblock_dilation_sizes", tuple(tuple(int(d) for d in ds) for ds in self.resblock_dilation_sizes))
+        object.__setattr__(self, "resblock", str(self.resblock))
+        if self.resblock not in ("1", "2"):
+            raise ValueError(f"resblock must be '1' or '2', got {self.resblock!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
+            raise ValueError(
+                f"upsample_rates and upsample_kernel_sizes must have the same length, got "
+                f"{len(self.upsample_rates)} != {len(self.upsample_kernel_sizes)}"
+            )
+        if math.prod(self.upsample_rates) != self.hop_size:
+            raise ValueError(
+                f"Expected hop_size == prod(upsample_rates), got {self.hop_size} != {math.prod(self.upsample_rates)}"
+            )
+        for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            if kernel < rate or (kernel - rate) % 2:
+                raise ValueError(
+                    f"each upsample kernel must be >= its rate with an even difference (exact ×rate lengths), got kernel {kernel} for rate {rate}"
+                )
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
+            raise ValueError(
+                f"resblock_kernel_sizes and resblock_dilation_sizes must have the same length, got "
+                f"{len(self.resblock_kernel_sizes)} != {len(self.resblock_dilation_sizes)}"
+            )
+        if self.upsample_initial_channel % 2 ** len(self.upsample_rates):
+            raise ValueError(
+                f"upsample_initial_channel ({self.upsample_initial_channel}) must be divisible by 2^{len(self.upsample_rates)}: it halves at each upsampling"
+            )
+        self.mel_config  # validates the feature parameters
+
+    @property
+    def mel_config(self) -> MelConfig:
+        """The log-mel features this generator consumes."""
+        return MelConfig(self.sampling_rate, self.n_fft, self.num_mels, self.hop_size, self.win_size, self.fmin, self.fmax)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
+        """Build from BigVGAN-style keys; training keys are kept, unknown keys are an error."""
+        model_keys = {f.name for f in fields(cls)} - {"training"}
+        unknown = sorted(set(data) - model_keys - TRAINING_KEYS - {"training"})
+        if unknown:
+            raise ValueError(f"unknown generator config keys: {', '.join(unknown)}")
+        training = {**data.get("training", {}), **{k: v for k, v in data.items() if k in TRAINING_KEYS}}
+        return cls(**{k: v for k, v in data.items() if k in model_keys}, training=training)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat BigVGAN-style dictionary (training keys included), JSON-serialisable."""
+        data = asdict(self)
+        training = data.pop("training")
+        return {**data, **training}
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> GeneratorConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def replace(self, **changes: Any) -> GeneratorConfig:
+        return replace(self, **changes)
+
+
+def _anti_aliased(make: ActivationFactory, channels: int) -> nn.Module:
+    return AntiAliasedActivation1d(make(channels))
+
+
+def activation_factory(config: GeneratorConfig) -> ActivationFactory:
+    """Resolve the config's activation names into a factory ``channels -> module``."""
+    if config.activation == "leakyrelu":
+        make: ActivationFactory = lambda channels: nn.LeakyReLU(0.1)  # noqa: E731
+    else:
+        cls = Snake if config.activation == "snake" else SnakeBeta
+        make = partial(cls, log_scale=config.snake_logscale)
+    return partial(_anti_aliased, make) if config.anti_alias else make
+
+
+
+def _v2(num_mels: int, sampling_rate: int, fmax: float | None = None, hop: int = 256) -> GeneratorConfig:
+    rates, kernels = ((4, 4, 2, 2, 2, 2), (8, 8, 4, 4, 4, 4)) if hop == 256 else ((8, 4, 2, 2, 2, 2), (16, 8, 4, 4, 4, 4))
+    return GeneratorConfig(
+        num_mels=num_mels, sampling_rate=sampling_rate, hop_size=hop, n_fft=4 * hop, win_size=4 * hop, fmax=fmax,
+        upsample_rates=rates, upsample_kernel_sizes=kernels, use_tanh_at_final=False, use_bias_at_final=False,
+    )  # fmt: skip
+
+
+def _v1(num_mels: int, sampling_rate: int, fmax: float, base: bool) -> GeneratorConfig:
+    if base:
+        return GeneratorConfig(
+            num_mels=num_mels, sampling_rate=sampling_rate, fmax=fmax, upsample_rates=(8, 8, 2, 2),
+            upsample_kernel_sizes=(16, 16, 4, 4), upsample_initial_channel=512,
+        )  # fmt: skip
+    return GeneratorConfig(num_mels=num_mels, sampling_rate=sampling_rate, fmax=fmax)
+
+
+PRESETS: dict[str, GeneratorConfig] = {
+    # NVIDIA's official configurations (generator part).
+    "bigvgan_v2_24khz_100band_256x": _v2(100, 24000),
+    "bigvgan_v2_22khz_80band_256x": _v2(80, 22050),
+    "bigvgan_v2_22khz_80band_fmax8k_256x": _v2(80, 22050, fmax=8000),
+    "bigvgan_v2_44khz_128band_256x": _v2(128, 44100),
+    "bigvgan_v2_44khz_128band_512x": _v2(128, 44100, hop=512),
+    "bigvgan_24khz_100band": _v1(100, 24000, 12000, base=False),
+    "bigvgan_22khz_80band": _v1(80, 22050, 8000, base=False),
+    "bigvgan_base_24khz_100band": _v1(100, 24000, 12000, base=True),
+    "bigvgan_base_22khz_80band": _v1(80, 22050, 8000, base=True),
+    # HiFi-GAN V1 sized generator with LeakyReLU(0.1) and no anti-aliasing, for ablations.
+    "hifigan_v1_22khz_80band": GeneratorConfig(
+        num_mels=80, sampling_rate=22050, fmax=8000, upsample_rates=(8, 8, 2, 2), upsample_kernel_sizes=(16, 16, 4, 4),
+        upsample_initial_channel=512, activation="leakyrelu", anti_alias=False, snake_logscale=False,
+    ),  # fmt: skip
+    # Small CPU-friendly generators (16 kHz / 24 kHz speech, periodic tones).
+    "tiny_16khz_80band": GeneratorConfig(
+        num_mels=80, sampling_rate=16000, hop_size=256, n_fft=1024, win_size=1024, fmax=8000,
+        upsample_rates=(8, 4, 2, 2, 2), upsample_kernel_sizes=(16, 8, 4, 4, 4), upsample_initial_channel=128,
+        resblock="2", resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5)),
+        use_tanh_at_final=False, use_bias_at_final=False,
+    ),  # fmt: skip
+    "small_24khz_100band": GeneratorConfig(
+        upsample_rates=(8, 4, 2, 2, 2), upsample_kernel_sizes=(16, 8, 4, 4, 4), upsample_initial_channel=256,
+        resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5)),
+        use_tanh_at_final=False, use_bias_at_final=False,
+    ),  # fmt: skip
+}
+
+
+def preset(name: str) -> GeneratorConfig:
+    """A named configuration; the error lists the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(sorted(PRESETS))}") from None
