@@ -38,6 +38,28 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import logging
+
+    from .train.config import TrainConfig
+    from .train.trainer import Trainer
+
+    # Before any parallel torch op: worker threads inherit the flush-to-zero mode of the
+    # thread that starts them (see Trainer on denormals).
+    torch.set_flush_denormal(True)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = TrainConfig.from_json(args.config).with_overrides(
+        max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, batch_size=args.batch_size
+    )
+    trainer = Trainer(config, args.output, device=args.device)
+    if trainer.step and trainer.dist.main:
+        print(f"resuming {args.output} from step {trainer.step}")
+    step = trainer.fit()
+    if trainer.dist.main:
+        print(f"trained to step {step}; the generator is in {args.output} (snakeaudio.from_pretrained)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="snakeaudio", description="Snake activations and vocoders for periodic audio.")
     parser.add_argument("--version", action="version", version=f"snakeaudio {__version__}")
@@ -46,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("-o", "--output", default="snakeaudio_demo", help="output folder (default: %(default)s)")
     demo.add_argument("--alpha", type=float, nargs="+", default=[0.5, 5.0, 20.0], help="α values to try")
     demo.set_defaults(run=_demo)
+    train = sub.add_parser("train", help="train a vocoder from a recipe config; running it again resumes")
+    train.add_argument("config", help="training config JSON (see recipes/)")
+    train.add_argument("-o", "--output", required=True, help="run folder (created, or resumed when it exists)")
+    train.add_argument("--max-steps", type=int, help="override training.max_steps")
+    train.add_argument("--checkpoint-every", type=int, help="override training.checkpoint_every")
+    train.add_argument("--batch-size", type=int, help="override training.batch_size")
+    train.add_argument("--device", help="torch device (default: CUDA when available, else CPU)")
+    train.set_defaults(run=_train)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -2,6 +2,15 @@
 
 from .checkpoint import CheckpointError, convert_bigvgan_state_dict, from_pretrained, save_pretrained
 from .config import PRESETS, GeneratorConfig, activation_factory, preset
+from .discriminators import (
+    CombinedDiscriminator,
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+    MultiScaleSubbandCQTDiscriminator,
+    PeriodDiscriminator,
+    ResolutionDiscriminator,
+    SubbandCQTDiscriminator,
+)
 from .generator import Generator
 
 __all__ = [
@@ -14,4 +23,11 @@ __all__ = [
     "save_pretrained",
     "convert_bigvgan_state_dict",
     "CheckpointError",
+    "PeriodDiscriminator",
+    "MultiPeriodDiscriminator",
+    "ResolutionDiscriminator",
+    "MultiResolutionDiscriminator",
+    "SubbandCQTDiscriminator",
+    "MultiScaleSubbandCQTDiscriminator",
+    "CombinedDiscriminator",
 ]

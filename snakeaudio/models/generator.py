@@ -87,7 +87,10 @@ class Generator(nn.Module):
         for i, up in enumerate(self.ups):
             x = up(x)  # (B, C, T) -> (B, C/2, T·r_i)
             blocks = self.resblocks[i * n_kernels : (i + 1) * n_kernels]
-            x = sum(block(x) for block in blocks) / n_kernels
+            mean = blocks[0](x)
+            for block in blocks[1:]:
+                mean = mean.add_(block(x))  # block outputs are fresh tensors
+            x = mean.div_(n_kernels)
         x = self.conv_post(self.activation_post(x))  # (B, C_last, F·hop) -> (B, 1, F·hop)
         return torch.tanh(x) if self.config.use_tanh_at_final else x.clamp(-1.0, 1.0)
 

@@ -91,6 +91,8 @@ class AMPBlock(nn.Module):
         super().__init__()
         if activation is None:
             raise ValueError("AMPBlock needs an activation factory (channels -> module)")
+        if not dilations:
+            raise ValueError("AMPBlock needs at least one dilation")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
         self.convs1 = nn.ModuleList(conv1d(channels, channels, kernel_size, d, weight_norm=weight_norm) for d in dilations)
@@ -106,5 +108,5 @@ class AMPBlock(nn.Module):
             h = conv(self.activations[step * i](x))
             if self.convs2:
                 h = self.convs2[i](self.activations[2 * i + 1](h))
-            x = x + h
+            x = h.add_(x)  # h is a fresh convolution output: adding in place saves an allocation
         return x

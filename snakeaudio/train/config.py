@@ -1,0 +1,137 @@
+"""Training configuration: what to train (generator), on what (data) and how (optimisation).
+
+A recipe's JSON file has three sections, each checked for unknown keys::
+
+    {"generator": {"preset": "tiny_16khz_80band", ...BigVGAN keys overriding it...},
+     "data": {"kind": "tones" | "folder" | "filelist", ...},
+     "training": {"batch_size": 16, "max_steps": 2000, ...}}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..models.config import GeneratorConfig, preset
+
+__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "DISCRIMINATORS"]
+
+DISCRIMINATORS = ("mpd", "mrd", "cqtd")
+
+
+def _from_dict(cls, data: dict[str, Any], section: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown keys in the '{section}' section: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training audio comes from.
+
+    kind "tones": synthetic periodic signals (``f0_min``/``f0_max`` in Hz);
+    kind "folder": every audio file under ``path``; kind "filelist": BigVGAN's list format
+    (``filelist`` of ids relative to ``path``). ``validation`` is a folder of held-out audio.
+    """
+
+    kind: str = "tones"
+    path: str | None = None
+    filelist: str | None = None
+    validation: str | None = None
+    validation_filelist: str | None = None
+    f0_min: float = 55.0
+    f0_max: float = 880.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("tones", "folder", "filelist"):
+            raise ValueError(f"unknown data kind {self.kind!r}; expected tones, folder or filelist")
+        if self.kind != "tones" and not self.path:
+            raise ValueError(f"data kind {self.kind!r} needs a 'path'")
+        if self.kind == "filelist" and not self.filelist:
+            raise ValueError("data kind 'filelist' needs a 'filelist'")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation and bookkeeping (BigVGAN's defaults where it has them)."""
+
+    batch_size: int = 16
+    segment_size: int = 8192
+    learning_rate: float = 1e-4
+    adam_b1: float = 0.8
+    adam_b2: float = 0.99
+    lr_decay: float = 0.999996  # per step
+    clip_grad_norm: float = 500.0
+    lambda_mel: float = 45.0
+    lambda_feature: float = 1.0  # on top of the ×2 inside feature_matching_loss, as in HiFi-GAN
+    gan_loss: str = "lsgan"
+    discriminators: tuple[str, ...] = ("mpd", "mrd")
+    discriminator_channel_mult: float = 1.0  # width of every discriminator; < 1 for small CPU runs
+    max_steps: int = 100_000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    validate_every: int = 1000
+    validation_clips: int = 4
+    log_every: int = 50
+    num_workers: int = 0
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "discriminators", tuple(self.discriminators))
+        unknown = sorted(set(self.discriminators) - set(DISCRIMINATORS))
+        if unknown or not self.discriminators:
+            raise ValueError(f"discriminators must be a non-empty subset of {', '.join(DISCRIMINATORS)}, got {list(self.discriminators)}")
+        if self.gan_loss not in ("lsgan", "hinge"):
+            raise ValueError(f"gan_loss must be 'lsgan' or 'hinge', got {self.gan_loss!r}")
+        for name in ("batch_size", "segment_size", "max_steps", "checkpoint_every", "keep_checkpoints", "validate_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    generator: GeneratorConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    training: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.training.segment_size % self.generator.hop_size:
+            raise ValueError(
+                f"segment_size must be a multiple of hop_size, got {self.training.segment_size} and {self.generator.hop_size}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        unknown = sorted(set(data) - {"generator", "data", "training"})
+        if unknown:
+            raise ValueError(f"unknown sections in the training config: {', '.join(unknown)} (expected generator, data, training)")
+        gen = dict(data.get("generator", {}))
+        base = preset(gen.pop("preset")).to_dict() if "preset" in gen else {}
+        return cls(
+            generator=GeneratorConfig.from_dict({**base, **gen}),
+            data=_from_dict(DataConfig, data.get("data", {}), "data"),
+            training=_from_dict(OptimConfig, data.get("training", {}), "training"),
+        )
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config {path} does not exist")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.to_dict(), "data": asdict(self.data), "training": asdict(self.training)}
+
+    def with_overrides(self, **training: Any) -> TrainConfig:
+        """A copy with some ``training`` fields replaced (None values are ignored)."""
+        changes = {k: v for k, v in training.items() if v is not None}
+        return TrainConfig(self.generator, self.data, _from_dict(OptimConfig, {**asdict(self.training), **changes}, "training"))

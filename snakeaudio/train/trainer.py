@@ -1,0 +1,337 @@
+"""The one trainer every recipe uses: generator + discriminators, resumable, data-parallel.
+
+Output folder layout::
+
+    DIR/config.json, DIR/model.safetensors     the latest generator, loadable by from_pretrained
+    DIR/training.json                          the full training configuration
+    DIR/checkpoints/step_00001000/             generator.safetensors, discriminator.safetensors, state.pt
+    DIR/metrics.jsonl                          one JSON line per log and validation event
+
+Checkpoints are written into a temporary folder and renamed into place, so a run killed at
+any moment leaves the previous checkpoints whole; running again on the same folder resumes
+from the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from ..models.checkpoint import save_pretrained
+from ..models.discriminators import (
+    CombinedDiscriminator,
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+    MultiScaleSubbandCQTDiscriminator,
+)
+from ..models.generator import Generator
+from ..nn.activations import Snake, SnakeBeta
+from .config import TrainConfig
+from .data import AudioDataset, PeriodicToneDataset
+from .losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multi_resolution_stft_distance
+
+__all__ = ["Trainer", "latest_checkpoint", "build_discriminator", "build_datasets"]
+
+log = logging.getLogger(__name__)
+
+_STEP_DIR = "step_{:08d}"
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    """The newest complete checkpoint folder under ``output/checkpoints``."""
+    folder = output / "checkpoints"
+    if not folder.is_dir():
+        return None
+    steps = sorted(p for p in folder.iterdir() if p.name.startswith("step_") and (p / "state.pt").is_file())
+    return steps[-1] if steps else None
+
+
+def build_discriminator(config: TrainConfig) -> CombinedDiscriminator:
+    sr, mult = config.generator.sampling_rate, config.training.discriminator_channel_mult
+    parts = {
+        "mpd": lambda: MultiPeriodDiscriminator(channel_mult=mult),
+        "mrd": lambda: MultiResolutionDiscriminator(channels=max(1, round(32 * mult))),
+        "cqtd": lambda: MultiScaleSubbandCQTDiscriminator(
+            sr, filters=max(1, round(128 * mult)), max_filters=max(1, round(1024 * mult))
+        ),
+    }
+    return CombinedDiscriminator(*(parts[name]() for name in config.training.discriminators))
+
+
+def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
+    """Training dataset and (optional) validation dataset of whole clips."""
+    data, sr, segment = config.data, config.generator.sampling_rate, config.training.segment_size
+    if data.kind == "tones":
+        from .data import ToneSpec
+
+        train: Dataset = PeriodicToneDataset(sr, segment, spec=ToneSpec(data.f0_min, data.f0_max), seed=data.seed)
+    elif data.kind == "folder":
+        train = AudioDataset.from_folder(data.path, sr, segment)
+    else:
+        train = AudioDataset.from_filelist(data.filelist, data.path, sr, segment)
+    validation = None
+    if data.validation_filelist:
+        validation = AudioDataset.from_filelist(data.validation_filelist, data.validation or data.path, sr, None, random_segments=False)
+    elif data.validation:
+        validation = AudioDataset.from_folder(data.validation, sr, None, random_segments=False)
+    return train, validation
+
+
+def _atomic_replace_dir(build, target: Path) -> None:
+    """Write a folder with ``build(tmp_dir)`` and rename it to ``target`` in one step."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        build(tmp)
+        for f in tmp.iterdir():  # make the data durable before the rename publishes it
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class _Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed() -> _Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _Distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return _Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def snake_statistics(model: nn.Module) -> dict[str, float]:
+    """Mean and minimum |α| (and β) of every Snake layer, in linear scale."""
+    stats: dict[str, float] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (Snake, SnakeBeta)):
+            alpha = m.frequency().detach().abs()
+            stats[f"alpha_mean/{name}"] = alpha.mean().item()
+            stats[f"alpha_min/{name}"] = alpha.min().item()
+            if isinstance(m, SnakeBeta):
+                stats[f"beta_min/{name}"] = m.magnitude().detach().abs().min().item()
+    return stats
+
+
+class Trainer:
+    """Trains a generator against discriminators; see the module docstring for the folder layout.
+
+    Args:
+        config: what and how to train.
+        output: run folder; an existing one is resumed.
+        device: defaults to CUDA (the local rank's GPU) when available, else CPU.
+    """
+
+    def __init__(self, config: TrainConfig, output: str | Path, device: str | torch.device | None = None) -> None:
+        self.config = config
+        self.output = Path(output)
+        self.dist = _init_distributed()
+        if device is None:
+            device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            # Early in training, values in the discriminators' passes fall to denormals,
+            # which CPUs process ~100x slower. Flushing them is per thread and inherited by
+            # threads started later: call torch.set_flush_denormal(True) before the first
+            # parallel torch op of the process (the CLI does) to cover torch's worker threads.
+            torch.set_flush_denormal(True)
+        opt = config.training
+        torch.manual_seed(opt.seed + self.dist.rank)
+        self.generator = Generator(config.generator).to(self.device)
+        self.discriminator = build_discriminator(config).to(self.device)
+        betas = (opt.adam_b1, opt.adam_b2)
+        self.opt_g = torch.optim.AdamW(self.generator.parameters(), opt.learning_rate, betas=betas)
+        self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), opt.learning_rate, betas=betas)
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, opt.lr_decay)
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, opt.lr_decay)
+        self.step = 0
+        self.train_set, self.validation_set = build_datasets(config)
+        self._g, self._d = self.generator, self.discriminator
+        if self.dist.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._g = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
+            self._d = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+        self._resume()
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def _resume(self) -> None:
+        for leftover in (self.output / "checkpoints").glob(".step_*"):  # from a run killed mid-write
+            shutil.rmtree(leftover, ignore_errors=True)
+        checkpoint = latest_checkpoint(self.output)
+        if checkpoint is None:
+            return
+        device = str(self.device)
+        self.generator.load_state_dict(load_file(str(checkpoint / "generator.safetensors"), device=device))
+        self.discriminator.load_state_dict(load_file(str(checkpoint / "discriminator.safetensors"), device=device))
+        state = torch.load(checkpoint / "state.pt", map_location=self.device, weights_only=True)
+        for obj, key in ((self.opt_g, "opt_g"), (self.opt_d, "opt_d"), (self.sched_g, "sched_g"), (self.sched_d, "sched_d")):
+            obj.load_state_dict(state[key])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng"].cpu())
+        log.info("resumed from %s at step %d", checkpoint, self.step)
+
+    def save_checkpoint(self) -> Path:
+        """Write the checkpoint of the current step (rank 0) and drop the oldest ones."""
+        target = self.output / "checkpoints" / _STEP_DIR.format(self.step)
+
+        def build(tmp: Path) -> None:
+            save_file({k: v.contiguous() for k, v in self.generator.state_dict().items()}, str(tmp / "generator.safetensors"))
+            save_file({k: v.contiguous() for k, v in self.discriminator.state_dict().items()}, str(tmp / "discriminator.safetensors"))
+            state = {
+                "step": self.step, "rng": torch.get_rng_state(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+            }  # fmt: skip
+            torch.save(state, tmp / "state.pt")
+
+        _atomic_replace_dir(build, target)
+        save_pretrained(self.generator, self.output)
+        old = sorted(p for p in (self.output / "checkpoints").iterdir() if p.name.startswith("step_"))
+        for stale in old[: -self.config.training.keep_checkpoints]:
+            shutil.rmtree(stale, ignore_errors=True)
+        return target
+
+    # -- one step ----------------------------------------------------------------------
+
+    def train_step(self, wav: Tensor) -> dict[str, float]:
+        """One discriminator and one generator update on a batch (B, 1, T)."""
+        opt = self.config.training
+        wav = wav.to(self.device)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        with torch.no_grad():
+            mel = self.generator.mel(wav)  # (B, 1, T) -> (B, n_mels, F)
+        with autocast:
+            fake = self._g(mel)  # (B, n_mels, F) -> (B, 1, F·hop)
+        wav = wav[..., : fake.shape[-1]]
+        fake = fake.float()
+
+        batch = wav.shape[0]
+        with autocast:  # real and fake through the discriminators as one batch: one forward per backward
+            logits, _ = self._d(torch.cat([wav, fake.detach()]))  # (2B, 1, T) -> [(2B, N_k)]
+            loss_d, _ = discriminator_loss([x[:batch] for x in logits], [x[batch:] for x in logits], kind=opt.gan_loss)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        grad_d = nn.utils.clip_grad_norm_(self.discriminator.parameters(), opt.clip_grad_norm)
+        self.opt_d.step()
+
+        loss_mel = nn.functional.l1_loss(self.generator.mel(fake), mel)
+        with autocast:
+            with torch.no_grad():
+                _, real_fmaps = self.discriminator(wav)
+            fake_logits, fake_fmaps = self._d(fake)
+            loss_adv, _ = generator_adversarial_loss(fake_logits, kind=opt.gan_loss)
+            loss_fm = feature_matching_loss(real_fmaps, fake_fmaps)
+        loss_g = loss_adv + opt.lambda_feature * loss_fm + opt.lambda_mel * loss_mel
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        grad_g = nn.utils.clip_grad_norm_(self.generator.parameters(), opt.clip_grad_norm)
+        self.opt_g.step()
+        self.sched_g.step()
+        self.sched_d.step()
+        self.step += 1
+        values = {"loss_d": loss_d, "loss_g": loss_g, "loss_mel": loss_mel, "loss_adv": loss_adv, "loss_fm": loss_fm}
+        values = {k: v.item() for k, v in values.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {values}")
+        return {**values, "grad_norm_g": float(grad_g), "grad_norm_d": float(grad_d), "lr": self.sched_g.get_last_lr()[0]}
+
+    # -- validation --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Copy-synthesis metrics on the validation clips (mel L1, multi-resolution STFT distance)."""
+        if self.validation_set is None:
+            return {}
+        self.generator.eval()
+        mel_l1, stft = [], []
+        for i in range(min(len(self.validation_set), self.config.training.validation_clips)):
+            wav = self.validation_set[i].to(self.device)[None]  # (1, 1, T)
+            mel = self.generator.mel(wav)
+            fake = self.generator(mel)
+            wav = wav[..., : fake.shape[-1]]
+            mel_l1.append(nn.functional.l1_loss(self.generator.mel(fake), mel).item())
+            stft.append(multi_resolution_stft_distance(wav[:, 0], fake[:, 0]).item())
+        self.generator.train()
+        return {"val_mel_l1": sum(mel_l1) / len(mel_l1), "val_mrstft": sum(stft) / len(stft)}
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _log(self, record: dict) -> None:
+        with open(self.output / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def fit(self, max_steps: int | None = None) -> int:
+        """Train until ``max_steps`` (default: the config's). Returns the final step."""
+        opt = self.config.training
+        max_steps = max_steps or opt.max_steps
+        if self.dist.main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / "training.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            if self.step:
+                log.info("resuming at step %d of %d", self.step, max_steps)
+        sampler = DistributedSampler(self.train_set, seed=opt.seed) if self.dist.world_size > 1 else None
+        loader = DataLoader(
+            self.train_set, batch_size=opt.batch_size, shuffle=sampler is None, sampler=sampler,
+            num_workers=opt.num_workers, drop_last=True, persistent_workers=opt.num_workers > 0,
+        )  # fmt: skip
+        if len(loader) == 0:
+            raise ValueError(f"the training set has {len(self.train_set)} items, fewer than one batch of {opt.batch_size}")
+        bar = tqdm(total=max_steps, initial=self.step, desc="training", unit="step", disable=not self.dist.main)
+        epoch = 0
+        start = time.time()
+        while self.step < max_steps:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            for wav in loader:
+                values = self.train_step(wav)
+                bar.update(1)
+                bar.set_postfix(loss_mel=f"{values['loss_mel']:.3f}", loss_d=f"{values['loss_d']:.3f}")
+                if self.dist.main and self.step % opt.log_every == 0:
+                    stats = snake_statistics(self.generator)
+                    collapsed = [k for k, v in stats.items() if k.startswith("alpha_min") and v < 1e-3]
+                    if collapsed:
+                        warnings.warn(f"Snake α collapsing toward zero at step {self.step}: {', '.join(collapsed[:4])}", stacklevel=2)
+                    self._log({"step": self.step, "time": time.time() - start, **values, **stats})
+                if self.dist.main and self.step % opt.validate_every == 0:
+                    metrics = self.validate()
+                    if metrics:
+                        self._log({"step": self.step, **metrics})
+                if self.dist.main and (self.step % opt.checkpoint_every == 0 or self.step == max_steps):
+                    self.save_checkpoint()
+                if self.step >= max_steps:
+                    break
+            epoch += 1
+        bar.close()
+        if self.dist.world_size > 1:
+            dist.barrier()
+        return self.step

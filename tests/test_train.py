@@ -1,0 +1,172 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from snakeaudio import from_pretrained
+from snakeaudio.train import AudioDataset, PeriodicToneDataset, TrainConfig, ToneSpec
+
+TINY = {
+    "generator": {"preset": "tiny_16khz_80band", "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]]},
+    "data": {"kind": "tones", "f0_min": 100, "f0_max": 1000},
+    "training": {"discriminator_channel_mult": 0.125, "batch_size": 2, "segment_size": 4096, "max_steps": 4,
+                 "checkpoint_every": 2, "log_every": 1, "validate_every": 2},
+}  # fmt: skip
+
+
+def write_config(tmp_path: Path, **training) -> Path:
+    config = json.loads(json.dumps(TINY))
+    config["training"].update(training)
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def snakeaudio(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakeaudio.cli", *map(str, args)], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_train_end_to_end_and_load(tmp_path):
+    out = tmp_path / "run"
+    result = snakeaudio("train", write_config(tmp_path), "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss_mel" in r] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss_g"]) for r in records if "loss_g" in r)
+    assert any(k.startswith("alpha_mean/") for k in records[0])
+    vocoder = from_pretrained(out)
+    assert vocoder(torch.zeros(1, 80, 3)).shape == (1, 1, 768)
+
+
+def checkpoint_steps(out: Path) -> list[int]:
+    folder = out / "checkpoints"
+    return sorted(int(p.name[5:]) for p in folder.glob("step_*")) if folder.is_dir() else []
+
+
+def test_resume_after_sigkill_loses_nothing(tmp_path):
+    out = tmp_path / "run"
+    config = write_config(tmp_path, max_steps=200, checkpoint_every=2, keep_checkpoints=3)
+    proc = subprocess.Popen([sys.executable, "-m", "snakeaudio.cli", "train", str(config), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while (not checkpoint_steps(out) or checkpoint_steps(out)[-1] < 6) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps = checkpoint_steps(out)
+    assert steps and steps[-1] >= 6, steps
+    for step in steps:  # every checkpoint left behind is whole and loadable
+        folder = out / "checkpoints" / f"step_{step:08d}"
+        state = torch.load(folder / "state.pt", weights_only=True)
+        assert state["step"] == step
+    last = steps[-1]
+    result = snakeaudio("train", config, "-o", out, "--max-steps", last + 2)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming {out} from step {last}" in result.stdout
+    assert checkpoint_steps(out)[-1] == last + 2
+    assert not list((out / "checkpoints").glob(".step_*"))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss_mel"' in line]
+    assert [r["step"] for r in records][-2:] == [last + 1, last + 2]
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+         "-m", "snakeaudio.cli", "train", str(write_config(tmp_path, max_steps=2)), "-o", str(out)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert checkpoint_steps(out) == [2]
+    assert result.stdout.count("trained to step 2") == 1  # only rank 0 reports
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown keys in the 'training' section: speed"):
+        TrainConfig.from_dict({**TINY, "training": {"speed": 11}})
+    with pytest.raises(ValueError, match="unknown sections in the training config: extra"):
+        TrainConfig.from_dict({**TINY, "extra": {}})
+    with pytest.raises(ValueError, match="unknown generator config keys: colour"):
+        TrainConfig.from_dict({**TINY, "generator": {"preset": "tiny_16khz_80band", "colour": 1}})
+    with pytest.raises(ValueError, match="segment_size must be a multiple of hop_size"):
+        TrainConfig.from_dict({**TINY, "training": {"segment_size": 1000}})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TrainConfig.from_json(tmp_path / "missing.json")
+    missing = {**TINY, "data": {"kind": "folder", "path": str(tmp_path / "nowhere")}}
+    result = snakeaudio("train", write_json(tmp_path / "m.json", missing), "-o", tmp_path / "o")
+    assert result.returncode != 0 and "data folder" in result.stderr and "does not exist" in result.stderr
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def audio_folder(tmp_path):
+    folder = tmp_path / "audio"
+    (folder / "sub").mkdir(parents=True)
+    t = np.arange(8000) / 8000
+    sf.write(folder / "mono.wav", 0.5 * np.sin(2 * np.pi * 220 * t), 8000)
+    sf.write(folder / "sub" / "stereo_44k.flac", np.stack([np.sin(2 * np.pi * 440 * np.arange(44100) / 44100)] * 2, 1) * 0.3, 44100)
+    sf.write(folder / "short.ogg", 0.2 * np.sin(2 * np.pi * 300 * np.arange(1000) / 16000), 16000)
+    sf.write(folder / "silent.wav", np.zeros(4000), 16000)
+    sf.write(folder / "empty.wav", np.zeros(0), 16000)
+    (folder / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    return folder
+
+
+def test_audio_folder_skips_bad_files_with_one_warning(audio_folder):
+    with pytest.warns(UserWarning, match=r"skipped 3 of 6 audio files in .*: 1 empty, 1 silent, 1 unreadable") as caught:
+        data = AudioDataset.from_folder(audio_folder, 16000, 4000)
+    assert len(caught) == 1
+    assert sorted(p.name for p in data.files) == ["mono.wav", "short.ogg", "stereo_44k.flac"]
+    for i in range(len(data)):
+        item = data[i]
+        assert item.shape == (1, 4000) and item.dtype == torch.float32
+    stereo = AudioDataset([audio_folder / "sub" / "stereo_44k.flac"], 16000, None)[0]
+    assert stereo.shape == (1, 16000)  # mixed down and resampled 44.1 kHz -> 16 kHz
+    spectrum = torch.fft.rfft(stereo[0]).abs()
+    assert abs(int(spectrum.argmax()) - 440) <= 1  # the tone is still at 440 Hz
+    short = AudioDataset([audio_folder / "short.ogg"], 16000, 4000)[0]
+    assert short[0, 1000:].abs().max() == 0  # zero padding
+
+
+def test_no_readable_file_names_the_folder(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "x.wav").write_bytes(b"nope")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=f"no readable audio file in {folder}"):
+        AudioDataset.from_folder(folder, 16000, 100)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        AudioDataset.from_folder(tmp_path / "nowhere", 16000, 100)
+
+
+def test_bigvgan_filelist_format(audio_folder, tmp_path):
+    filelist = tmp_path / "train.txt"
+    filelist.write_text("mono|some text|normalized text\nsub/stereo_44k.flac|more\n")
+    data = AudioDataset.from_filelist(filelist, audio_folder, 16000, 2048)
+    assert [p.name for p in data.files] == ["mono.wav", "stereo_44k.flac"]
+
+
+def test_periodic_tones_reproducible_and_periodic():
+    data = PeriodicToneDataset(16000, 8192, spec=ToneSpec(f0_min=100, f0_max=400, max_notes=1), seed=7)
+    again = PeriodicToneDataset(16000, 8192, spec=ToneSpec(f0_min=100, f0_max=400, max_notes=1), seed=7)
+    assert torch.equal(data[5], again[5]) and not torch.equal(data[5], data[6])
+    for i in range(5):
+        wav, (note,) = data[i][0], data.describe(i)
+        assert 100 <= note["f0"] <= 400 and 0 < wav.abs().max() <= 0.9 + 1e-6
+        spectrum = torch.fft.rfft(wav * torch.hann_window(8192)).abs()
+        peak_hz = int(spectrum[20:].argmax() + 20) * 16000 / 8192
+        assert min(abs(peak_hz - k * note["f0"]) for k in range(1, 20)) < note["f0"] * 0.1
+    with pytest.raises(ValueError, match="below Nyquist"):
+        PeriodicToneDataset(1000, 100, spec=ToneSpec(f0_min=100, f0_max=600))
