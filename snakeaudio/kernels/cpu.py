@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_library", "cpu_kernels_available", "cache_dir"]
+__all__ = ["cpu_library", "cpu_kernels_available", "cache_dir", "threads_for"]
 
 _SOURCE = "snake_cpu.cpp"
 _BUILD_TIMEOUT_S = 180
@@ -101,6 +101,15 @@ def cpu_library() -> ctypes.CDLL | None:
 def cpu_kernels_available() -> bool:
     """Whether the fused CPU kernels can run (a constant for ``torch.compile``)."""
     return cpu_library() is not None
+
+
+def threads_for(work: int, grain: int = 1 << 16) -> int:
+    """Threads worth starting for ``work`` elements: one per ``grain``, at most torch's count.
+
+    Small calls stay serial: a parallel region costs more than it saves there, and much
+    more when other processes share the cores.
+    """
+    return max(1, min(torch.get_num_threads(), work // grain))
 
 
 def _declare(lib: ctypes.CDLL) -> None:

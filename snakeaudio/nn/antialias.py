@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..dsp.filters import DownSample1d, UpSample1d
-from ..kernels.cpu import cpu_kernels_available, cpu_library
+from ..kernels.cpu import cpu_kernels_available, cpu_library, threads_for
 from .activations import Snake, SnakeBeta
 from .functional import _compute_dtype, _prepared_parameters, exporting
 
@@ -74,7 +74,7 @@ def _aa_forward(
     _cpu_call(
         "aa_snake_forward", x, alpha.contiguous(), inv_scale.contiguous(), y, batch * channels, channels, length,
         ratio, up_weight.contiguous(), up_base.contiguous(), width, down_taps.contiguous(), down_taps.numel(),
-        down_pad, torch.get_num_threads(),
+        down_pad, threads_for(8 * x.numel()),
     )  # fmt: skip
     return y
 
@@ -109,7 +109,7 @@ def _aa_backward(
     _cpu_call(
         "aa_snake_backward", x, grad, alpha.contiguous(), inv_scale.contiguous(), int(has_beta), grad_x, grad_alpha,
         grad_beta, batch * channels, channels, length, ratio, up_weight.contiguous(), up_base.contiguous(), width,
-        down_taps.contiguous(), down_taps.numel(), down_pad, torch.get_num_threads(),
+        down_taps.contiguous(), down_taps.numel(), down_pad, threads_for(8 * x.numel()),
     )  # fmt: skip
     return grad_x, grad_alpha.sum(0), grad_beta.sum(0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..kernels.cpu import cpu_library
+from ..kernels.cpu import cpu_library, threads_for
 
 __all__ = ["snake", "snake_reference", "exporting"]
 
@@ -35,8 +35,13 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+# Rows shorter than this (e.g. (B, C) inputs, one value per row) vectorise better in torch ops.
+_MIN_ROW = 16
+
+
 def _use_cpu_kernel(x: Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype == torch.float32 and cpu_library() is not None
+    """x: (rows, C, n)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[-1] >= _MIN_ROW and cpu_library() is not None
 
 
 # ---------------------------------------------------------------------------
@@ -52,7 +57,7 @@ def _snake_forward(x: Tensor, alpha: Tensor, inv_scale: Tensor) -> Tensor:
         rows, channels, n = x.shape
         cpu_library().snake_forward(
             x.data_ptr(), alpha.contiguous().data_ptr(), inv_scale.contiguous().data_ptr(), y.data_ptr(),
-            rows * channels, channels, n, torch.get_num_threads(),
+            rows * channels, channels, n, threads_for(x.numel()),
         )  # fmt: skip
         return y
     a, inv = alpha.view(1, -1, 1), inv_scale.view(1, -1, 1)
@@ -77,7 +82,7 @@ def _snake_backward(
         cpu_library().snake_backward(
             x.data_ptr(), grad.data_ptr(), alpha.contiguous().data_ptr(), inv_scale.contiguous().data_ptr(),
             int(has_beta), grad_x.data_ptr(), grad_alpha.data_ptr(), grad_beta.data_ptr(),
-            rows * channels, channels, n, torch.get_num_threads(),
+            rows * channels, channels, n, threads_for(x.numel()),
         )  # fmt: skip
         return grad_x, grad_alpha.sum(0), grad_beta.sum(0)
     a, inv = alpha.view(1, -1, 1), inv_scale.view(1, -1, 1)
