@@ -98,6 +98,17 @@ def _channels(base: int, mult: float, name: str) -> int:
 # --- multi-period discriminator ------------------------------------------------------------
 
 
+def _conv_stack(x: Tensor, convs: nn.ModuleList, conv_post: nn.Module) -> DiscriminatorOutput:
+    """LeakyReLU-activated 2-D convolutions, then the output convolution; every output is a feature map."""
+    fmaps = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LEAKY_RELU_SLOPE)
+        fmaps.append(x)
+    x = conv_post(x)
+    fmaps.append(x)
+    return torch.flatten(x, 1), fmaps
+
+
 class PeriodDiscriminator(nn.Module):
     """HiFi-GAN's period discriminator: fold the waveform into ``period`` columns, convolve along time.
 
@@ -151,13 +162,7 @@ class PeriodDiscriminator(nn.Module):
         if length % self.period:
             wav = F.pad(wav, (0, self.period - length % self.period), mode="reflect")
         x = wav.view(batch, 1, -1, self.period)  # (B, 1, T) -> (B, 1, T/p, p)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LEAKY_RELU_SLOPE)  # (B, C_i, H_i, p)
-            fmaps.append(x)
-        x = self.conv_post(x)  # (B, 1, H, p)
-        fmaps.append(x)
-        return torch.flatten(x, 1), fmaps
+        return _conv_stack(x, self.convs, self.conv_post)  # (B, 1, T/p, p) -> logits, maps
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -260,13 +265,7 @@ class ResolutionDiscriminator(nn.Module):
         owner = f"ResolutionDiscriminator(n_fft={self.n_fft}, hop_length={self.hop_length}, win_length={self.win_length})"
         _check_waveform(wav, self.min_length, owner, f"reflect padding of {self.padding}")
         x = self.spectrogram(wav)[:, None]  # (B, 1, n_fft/2 + 1, F)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LEAKY_RELU_SLOPE)  # (B, C, n_fft/2 + 1, F_i)
-            fmaps.append(x)
-        x = self.conv_post(x)
-        fmaps.append(x)
-        return torch.flatten(x, 1), fmaps
+        return _conv_stack(x, self.convs, self.conv_post)  # (B, 1, n_fft/2 + 1, F) -> logits, maps
 
 
 class MultiResolutionDiscriminator(nn.Module):
