@@ -23,7 +23,7 @@ from common import mib, time_side_by_side
 
 from snakeaudio.models import Generator, GeneratorConfig, convert_bigvgan_state_dict
 
-CONFIG = Path(__file__).resolve().parents[2] / "shared" / "bigvgan-configs" / "bigvgan_v2_24khz_100band_256x.json"
+CONFIG = Path(__file__).resolve().parents[1] / "tests" / "data" / "bigvgan-configs" / "bigvgan_v2_24khz_100band_256x.json"
 
 
 def build(which: str, h: dict):

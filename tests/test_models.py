@@ -23,9 +23,9 @@ bigvgan = pytest.importorskip("bigvgan.bigvgan")
 bigvgan_mel = pytest.importorskip("bigvgan.meldataset")
 from bigvgan.env import AttrDict  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OFFICIAL = sorted((SHARED / "bigvgan-configs").glob("*.json"))
-AUDIO = SHARED / "audio"
+DATA = Path(__file__).resolve().parent / "data"  # copies of NVIDIA's configs and the speech clips, with their licenses
+OFFICIAL = sorted((DATA / "bigvgan-configs").glob("*.json"))
+AUDIO = DATA / "audio"
 
 
 def official_config(path: Path) -> dict:
