@@ -39,7 +39,8 @@ def make_trainer(variant: str, preset_name: str, folder: str) -> Trainer:
         log_scale = config.generator.snake_logscale
         torch.manual_seed(config.training.seed)
         g = Generator(config.generator, activation=lambda c: Activation1d(BigVGANSnakeBeta(c, alpha_logscale=log_scale)))
-        g.load_state_dict(trainer.generator.state_dict())
+        missing, unexpected = g.load_state_dict(trainer.generator.state_dict(), strict=False)
+        assert not unexpected and all(k.endswith(".filter") for k in missing)  # BigVGAN also stores its filters
         trainer.generator = trainer._g = g
         trainer.opt_g = torch.optim.AdamW(g.parameters(), config.training.learning_rate, betas=(0.8, 0.99))
         trainer.sched_g = torch.optim.lr_scheduler.ExponentialLR(trainer.opt_g, config.training.lr_decay)
