@@ -234,7 +234,7 @@ def timings(repeats: int) -> None:
                     mem = f"{peak_mib(make(big)):8.0f} / {peak_mib(make(ours)):<8.0f}"
                     speed = f"{t['big']:7.3f}ms {t['ours']:7.3f}ms {t['big'] / t['ours']:7.2f}x"
                     print(f"{tag:<36} {label:<9} {speed}   {mem}")
-                del ours, big, x, grad
+                del ours, big
 
 
 def build_bigvgan_cuda(timeout: float) -> object | None:

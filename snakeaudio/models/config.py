@@ -102,7 +102,7 @@ class GeneratorConfig:
             raise ValueError(
                 f"upsample_initial_channel ({self.upsample_initial_channel}) must be divisible by 2^{len(self.upsample_rates)}: it halves at each upsampling"
             )
-        self.mel_config  # validates the feature parameters
+        _ = self.mel_config  # validates the feature parameters
 
     @property
     def mel_config(self) -> MelConfig:

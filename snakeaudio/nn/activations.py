@@ -8,7 +8,6 @@ standard tasks, α in 5–50 strongly periodic signals (:data:`STANDARD_ALPHA`,
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch

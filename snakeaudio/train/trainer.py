@@ -43,7 +43,7 @@ from ..models.discriminators import (
 from ..models.generator import Generator
 from ..nn.activations import Snake, SnakeBeta
 from .config import TrainConfig
-from .data import AudioDataset, PeriodicToneDataset
+from .data import AudioDataset, PeriodicToneDataset, ToneSpec
 from .losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multi_resolution_stft_distance
 
 __all__ = ["Trainer", "latest_checkpoint", "build_discriminator", "build_datasets"]
@@ -78,8 +78,6 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """Training dataset and (optional) validation dataset of whole clips."""
     data, sr, segment = config.data, config.generator.sampling_rate, config.training.segment_size
     if data.kind == "tones":
-        from .data import ToneSpec
-
         train: Dataset = PeriodicToneDataset(sr, segment, spec=ToneSpec(data.f0_min, data.f0_max), seed=data.seed)
     elif data.kind == "folder":
         train = AudioDataset.from_folder(data.path, sr, segment)
