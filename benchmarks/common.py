@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -56,3 +57,19 @@ def inference(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 def mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_rss_growth(fn: Callable[[], object]) -> int:
+    """Bytes by which this process's peak RSS rises above its current RSS while running ``fn``
+    (Linux: the peak counter is reset through /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    fn()
+    return (_status_kib("VmHWM") - before) * 1024

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from bigvgan.bigvgan import BigVGAN
 from bigvgan.env import AttrDict
-from common import mib, time_side_by_side
+from common import mib, peak_rss_growth, time_side_by_side
 
 from snakeaudio.models import Generator, GeneratorConfig, convert_bigvgan_state_dict
 
@@ -42,23 +42,13 @@ def build(which: str, h: dict):
     return ref.eval()
 
 
-def rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def peak_memory_child(which: str, frames: int) -> None:
     """Print the peak RSS growth (bytes) of one inference."""
     model = build(which, json.loads(CONFIG.read_text()))
     mel = torch.randn(1, 100, frames)
     with torch.inference_mode():
         model(mel[..., :4])  # warm up: kernels compiled, allocator primed
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter
-        before = rss_kib("VmRSS")
-        model(mel)
-        print((rss_kib("VmHWM") - before) * 1024)
+        print(peak_rss_growth(lambda: model(mel)))
 
 
 def main(argv: list[str] | None = None) -> int:

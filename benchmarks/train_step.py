@@ -15,12 +15,11 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import torch
 from bigvgan.activations import SnakeBeta as BigVGANSnakeBeta
 from bigvgan.alias_free_activation.torch.act import Activation1d
-from common import mib, time_side_by_side
+from common import mib, peak_rss_growth, time_side_by_side
 
 from snakeaudio.models import Generator
 from snakeaudio.train import TrainConfig, Trainer
@@ -51,13 +50,6 @@ def batch(trainer: Trainer) -> torch.Tensor:
     return torch.stack([trainer.train_set[i] for i in range(trainer.config.training.batch_size)])
 
 
-def rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1])
-    raise RuntimeError(field)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
@@ -70,10 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             trainer = make_trainer(args.peak_memory_child, args.preset, tmp)
             wav = batch(trainer)
             trainer.train_step(wav)  # warm up
-            Path("/proc/self/clear_refs").write_text("5")
-            before = rss_kib("VmRSS")
-            trainer.train_step(wav)
-            print((rss_kib("VmHWM") - before) * 1024)
+            print(peak_rss_growth(lambda: trainer.train_step(wav)))
             return 0
         ours, ref = make_trainer("snakeaudio", args.preset, tmp + "/a"), make_trainer("bigvgan", args.preset, tmp + "/b")
         wav = batch(ours)
