@@ -1,6 +1,7 @@
 """Pure signal processing: Kaiser-sinc filter design, resampling, aliasing measurement."""
 
 from .aliasing import AliasingReport, frequency_response, measure_aliasing, stopband_attenuation_db
+from .pitch import PitchMetrics, pitch_metrics
 from .mel import MelConfig, MelSpectrogram, mel_basis, mel_spectrogram, num_frames
 from .filters import (
     DownSample1d,
@@ -27,4 +28,6 @@ __all__ = [
     "mel_spectrogram",
     "mel_basis",
     "num_frames",
+    "PitchMetrics",
+    "pitch_metrics",
 ]

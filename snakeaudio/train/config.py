@@ -77,6 +77,7 @@ class OptimConfig:
     keep_checkpoints: int = 3
     validate_every: int = 1000
     validation_clips: int = 4
+    validation_seconds: float = 3.0  # each validation clip is cut to this length
     log_every: int = 50
     num_workers: int = 0
     seed: int = 1234

@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from ..dsp.pitch import pitch_metrics
 from ..models.checkpoint import save_pretrained
 from ..models.discriminators import (
     CombinedDiscriminator,
@@ -267,20 +269,30 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Copy-synthesis metrics on the validation clips (mel L1, multi-resolution STFT distance)."""
+        """Copy-synthesis metrics on the validation clips: mel L1, multi-resolution STFT
+        distance, and pitch (cents), periodicity and voicing F1 from pYIN."""
         if self.validation_set is None:
             return {}
+        opt, sr = self.config.training, self.config.generator.sampling_rate
         self.generator.eval()
-        mel_l1, stft = [], []
-        for i in range(min(len(self.validation_set), self.config.training.validation_clips)):
-            wav = self.validation_set[i].to(self.device)[None]  # (1, 1, T)
+        totals: dict[str, list[float]] = {}
+        for i in range(min(len(self.validation_set), opt.validation_clips)):
+            wav = self.validation_set[i][..., : int(opt.validation_seconds * sr)].to(self.device)[None]  # (1, 1, T)
             mel = self.generator.mel(wav)
             fake = self.generator(mel)
             wav = wav[..., : fake.shape[-1]]
-            mel_l1.append(nn.functional.l1_loss(self.generator.mel(fake), mel).item())
-            stft.append(multi_resolution_stft_distance(wav[:, 0], fake[:, 0]).item())
+            pitch = pitch_metrics(wav, fake, sr, fmin=50.0, fmax=min(1000.0, sr / 4))
+            values = {
+                "val_mel_l1": nn.functional.l1_loss(self.generator.mel(fake), mel).item(),
+                "val_mrstft": multi_resolution_stft_distance(wav[:, 0], fake[:, 0]).item(),
+                "val_cents_error": pitch.cents_error,
+                "val_periodicity_error": pitch.periodicity_error,
+                "val_vuv_f1": pitch.vuv_f1,
+            }
+            for key, value in values.items():
+                totals.setdefault(key, []).append(value)
         self.generator.train()
-        return {"val_mel_l1": sum(mel_l1) / len(mel_l1), "val_mrstft": sum(stft) / len(stft)}
+        return {key: float(np.nanmean(v)) if not all(np.isnan(v)) else float("nan") for key, v in totals.items()}
 
     # -- the loop ----------------------------------------------------------------------
 
