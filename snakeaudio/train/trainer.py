@@ -142,6 +142,30 @@ def snake_statistics(model: nn.Module) -> dict[str, float]:
     return stats
 
 
+def _tensorboard(folder: Path):
+    """A TensorBoard writer when the ``tensorboard`` package is installed (extra ``train``), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
+
+
+def _pesq(reference: Tensor, estimate: Tensor, sample_rate: int) -> float | None:
+    """Wide-band PESQ at 16 kHz when the ``pesq`` package is installed, else None."""
+    try:
+        from pesq import pesq
+    except ImportError:
+        return None
+    import torchaudio.functional as AF
+
+    ref, est = (AF.resample(w.float().cpu(), sample_rate, 16000).numpy() for w in (reference, estimate))
+    try:
+        return float(pesq(16000, ref, est, "wb"))
+    except Exception:  # pesq raises on silent or too-short audio
+        return None
+
+
 class Trainer:
     """Trains a generator against discriminators; see the module docstring for the folder layout.
 
@@ -174,6 +198,7 @@ class Trainer:
         self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, opt.lr_decay)
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, opt.lr_decay)
         self.step = 0
+        self._writer = None
         self.train_set, self.validation_set = build_datasets(config)
         self._g, self._d = self.generator, self.discriminator
         if self.dist.world_size > 1:
@@ -289,8 +314,15 @@ class Trainer:
                 "val_periodicity_error": pitch.periodicity_error,
                 "val_vuv_f1": pitch.vuv_f1,
             }
+            score = _pesq(wav[0, 0], fake[0, 0], sr)
+            if score is not None:
+                values["val_pesq"] = score
             for key, value in values.items():
                 totals.setdefault(key, []).append(value)
+            if i == 0 and self._writer is not None:
+                self._writer.add_audio("validation/generated", fake[0, 0].cpu(), self.step, sample_rate=sr)
+                spec = self.generator.mel(fake)[0].flip(0)  # (n_mels, F), low frequencies at the bottom
+                self._writer.add_image("validation/mel", ((spec - spec.min()) / (spec.max() - spec.min() + 1e-9))[None].cpu(), self.step)
         self.generator.train()
         return {key: float(np.nanmean(v)) if not all(np.isnan(v)) else float("nan") for key, v in totals.items()}
 
@@ -299,6 +331,10 @@ class Trainer:
     def _log(self, record: dict) -> None:
         with open(self.output / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, float) and math.isfinite(value):
+                    self._writer.add_scalar(key, value, record["step"])
 
     def fit(self, max_steps: int | None = None) -> int:
         """Train until ``max_steps`` (default: the config's). Returns the final step."""
@@ -316,6 +352,7 @@ class Trainer:
         )  # fmt: skip
         if len(loader) == 0:
             raise ValueError(f"the training set has {len(self.train_set)} items, fewer than one batch of {opt.batch_size}")
+        self._writer = _tensorboard(self.output / "tensorboard") if self.dist.main else None
         bar = tqdm(total=max_steps, initial=self.step, desc="training", unit="step", disable=not self.dist.main)
         epoch = 0
         start = time.time()
@@ -342,6 +379,8 @@ class Trainer:
                     break
             epoch += 1
         bar.close()
+        if self._writer is not None:
+            self._writer.close()
         if self.dist.world_size > 1:
             dist.barrier()
         return self.step
