@@ -54,6 +54,8 @@ def _train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, args.output, device=args.device)
     if trainer.step and trainer.dist.main:
         print(f"resuming {args.output} from step {trainer.step}")
+    elif args.init_from:
+        trainer.initialize_from(args.init_from)
     step = trainer.fit()
     if trainer.dist.main:
         print(f"trained to step {step}; the generator is in {args.output} (snakeaudio.from_pretrained)")
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--checkpoint-every", type=int, help="override training.checkpoint_every")
     train.add_argument("--batch-size", type=int, help="override training.batch_size")
     train.add_argument("--device", help="torch device (default: CUDA when available, else CPU)")
+    train.add_argument("--init-from", metavar="FOLDER", help="fine-tune: start from a run or pretrained folder (ignored when resuming)")
     train.set_defaults(run=_train)
     args = parser.parse_args(argv)
     return args.run(args)

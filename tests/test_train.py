@@ -12,6 +12,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from safetensors.torch import load_file
+
 from snakeaudio import from_pretrained
 from snakeaudio.train import AudioDataset, PeriodicToneDataset, TrainConfig, ToneSpec
 
@@ -189,3 +191,22 @@ def test_validation_metrics_on_real_speech(tmp_path):
         assert 1.0 <= metrics["val_pesq"] <= 4.7
     if importlib.util.find_spec("tensorboard"):
         assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_fine_tune_from_a_run_and_sample_rate_mismatch(tmp_path):
+    base = tmp_path / "base"
+    assert snakeaudio("train", write_config(tmp_path, max_steps=2), "-o", base).returncode == 0
+    from snakeaudio.train import Trainer
+
+    tuned = Trainer(TrainConfig.from_json(write_config(tmp_path, max_steps=2)), tmp_path / "tuned")
+    tuned.initialize_from(base)
+    reference = from_pretrained(base)
+    mel = torch.randn(1, 80, 4)
+    tuned.generator.eval()
+    torch.testing.assert_close(tuned.generator(mel), reference(mel), atol=1e-5, rtol=1e-5)
+    saved = load_file(str(next((base / "checkpoints").iterdir()) / "discriminator.safetensors"))
+    assert all(torch.equal(saved[k], v) for k, v in tuned.discriminator.state_dict().items())
+    other = json.loads(json.dumps(TINY))
+    other["generator"]["sampling_rate"] = 22050
+    with pytest.raises(ValueError, match="trained with sampling_rate=16000, this config has 22050"):
+        Trainer(TrainConfig.from_dict(other), tmp_path / "other").initialize_from(base)

@@ -31,11 +31,12 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from ..dsp.pitch import pitch_metrics
-from ..models.checkpoint import save_pretrained
+from ..models.checkpoint import from_pretrained, save_pretrained
 from ..models.discriminators import (
     CombinedDiscriminator,
     MultiPeriodDiscriminator,
@@ -48,7 +49,7 @@ from .config import TrainConfig
 from .data import AudioDataset, PeriodicToneDataset, ToneSpec
 from .losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multi_resolution_stft_distance
 
-__all__ = ["Trainer", "latest_checkpoint", "build_discriminator", "build_datasets"]
+__all__ = ["Trainer", "latest_checkpoint", "build_discriminator", "build_datasets", "load_folded_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,24 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     elif data.validation:
         validation = AudioDataset.from_folder(data.validation, sr, None, random_segments=False)
     return train, validation
+
+
+def load_folded_weights(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Load a state dict with plain ``weight`` tensors into a model whose convolutions may be
+    weight-normalised: assigning a parametrised weight sets its magnitude and direction."""
+    plain = {}
+    with torch.no_grad():
+        for name, tensor in state.items():
+            prefix, _, leaf = name.rpartition(".")
+            module = model.get_submodule(prefix) if prefix else model
+            if leaf == "weight" and parametrize.is_parametrized(module, "weight"):
+                module.weight = tensor.to(module.weight.device)
+            else:
+                plain[name] = tensor
+    missing, unexpected = model.load_state_dict(plain, strict=False)
+    missing = [k for k in missing if ".parametrizations.weight.original" not in k]
+    if missing or unexpected:
+        raise ValueError(f"weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def _atomic_replace_dir(build, target: Path) -> None:
@@ -208,6 +227,26 @@ class Trainer:
         self._resume()
 
     # -- checkpoints -----------------------------------------------------------------
+
+    def initialize_from(self, source: str | Path) -> None:
+        """Start a fine-tuning run from another run folder or a pretrained vocoder folder.
+
+        The generator takes the folder's ``model.safetensors`` (or an official BigVGAN
+        checkpoint); the discriminators take those of the folder's newest training
+        checkpoint when it has one. Optimiser state and step count start afresh. The
+        folder's features (sample rate, mel bands, hop) must equal this run's.
+        """
+        source = Path(source)
+        pretrained = from_pretrained(source)
+        ours, theirs = self.config.generator, pretrained.config
+        for key in ("sampling_rate", "num_mels", "hop_size", "n_fft", "win_size", "fmin", "fmax"):
+            if getattr(ours, key) != getattr(theirs, key):
+                raise ValueError(f"{source} was trained with {key}={getattr(theirs, key)}, this config has {getattr(ours, key)}")
+        load_folded_weights(self.generator, pretrained.state_dict())
+        checkpoint = latest_checkpoint(source)
+        if checkpoint is not None:
+            self.discriminator.load_state_dict(load_file(str(checkpoint / "discriminator.safetensors"), device=str(self.device)))
+        log.info("initialised from %s%s", source, f" (discriminators from {checkpoint.name})" if checkpoint else "")
 
     def _resume(self) -> None:
         for leftover in (self.output / "checkpoints").glob(".step_*"):  # from a run killed mid-write
