@@ -210,3 +210,31 @@ def test_fine_tune_from_a_run_and_sample_rate_mismatch(tmp_path):
     other["generator"]["sampling_rate"] = 22050
     with pytest.raises(ValueError, match="trained with sampling_rate=16000, this config has 22050"):
         Trainer(TrainConfig.from_dict(other), tmp_path / "other").initialize_from(base)
+
+
+def test_fine_tune_on_mel_files(tmp_path):
+    folder = tmp_path / "mels"
+    folder.mkdir()
+    from snakeaudio.dsp import mel_spectrogram
+    from snakeaudio.models import preset
+
+    features = preset("tiny_16khz_80band").mel_config
+    for i in range(3):
+        wav = PeriodicToneDataset(16000, 16000, seed=i)[0][0]
+        sf.write(folder / f"utt{i}.wav", wav.numpy(), 16000)
+        predicted = mel_spectrogram(wav, features)[0] + 0.1 * torch.randn(80, 62)  # an imperfect acoustic model
+        np.save(folder / f"utt{i}.npy", predicted.numpy())
+    np.save(folder / "orphan.npy", np.zeros((80, 4), dtype=np.float32))  # no audio: ignored
+    config = json.loads(json.dumps(TINY))
+    config["data"] = {"kind": "mels", "path": str(folder)}
+    out = tmp_path / "run"
+    result = snakeaudio("train", write_json(tmp_path / "mels.json", config), "-o", out, "--max-steps", 2)
+    assert result.returncode == 0, result.stderr
+    from snakeaudio.train import MelAudioDataset
+
+    data = MelAudioDataset(folder, 16000, 256, 80, 16)
+    assert len(data) == 3
+    mel, wav = data[0]
+    assert mel.shape == (80, 16) and wav.shape == (1, 4096)
+    with pytest.raises(ValueError, match=r"expected a mel shaped \(100, F\), got \(80, 62\)"):
+        MelAudioDataset(folder, 16000, 256, 100, 16)[0]

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 
 import librosa
 import numpy as np
-import torch
 from torch import Tensor
 
 __all__ = ["PitchMetrics", "pitch_metrics"]

@@ -1,7 +1,7 @@
 """Training: datasets, losses, the configuration and the one trainer every recipe uses."""
 
 from .config import DataConfig, OptimConfig, TrainConfig
-from .data import AudioDataset, PeriodicToneDataset, ToneSpec, read_audio
+from .data import AudioDataset, MelAudioDataset, PeriodicToneDataset, ToneSpec, read_audio
 from .losses import (
     AdversarialLoss,
     MultiScaleMelLoss,
@@ -15,6 +15,7 @@ from .trainer import Trainer, latest_checkpoint
 
 __all__ = [
     "AudioDataset",
+    "MelAudioDataset",
     "PeriodicToneDataset",
     "ToneSpec",
     "read_audio",

@@ -35,7 +35,8 @@ class DataConfig:
 
     kind "tones": synthetic periodic signals (``f0_min``/``f0_max`` in Hz);
     kind "folder": every audio file under ``path``; kind "filelist": BigVGAN's list format
-    (``filelist`` of ids relative to ``path``). ``validation`` is a folder of held-out audio.
+    (``filelist`` of ids relative to ``path``); kind "mels": mel files (.npy/.pt, e.g.
+    predicted by an acoustic model) next to their audio under ``path``, for fine-tuning. ``validation`` is a folder of held-out audio.
     """
 
     kind: str = "tones"
@@ -48,8 +49,8 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("tones", "folder", "filelist"):
-            raise ValueError(f"unknown data kind {self.kind!r}; expected tones, folder or filelist")
+        if self.kind not in ("tones", "folder", "filelist", "mels"):
+            raise ValueError(f"unknown data kind {self.kind!r}; expected tones, folder, filelist or mels")
         if self.kind != "tones" and not self.path:
             raise ValueError(f"data kind {self.kind!r} needs a 'path'")
         if self.kind == "filelist" and not self.filelist:

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-__all__ = ["AudioDataset", "PeriodicToneDataset", "ToneSpec", "read_audio", "AUDIO_EXTENSIONS", "SILENCE_PEAK"]
+__all__ = ["AudioDataset", "MelAudioDataset", "PeriodicToneDataset", "ToneSpec", "read_audio", "AUDIO_EXTENSIONS", "SILENCE_PEAK"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 SILENCE_PEAK = 1e-4
@@ -140,6 +140,53 @@ class AudioDataset(Dataset):
             start = int(torch.randint(0, wav.numel() - n + 1, ())) if self.random_segments else 0
             return wav[None, start : start + n]
         return torch.nn.functional.pad(wav, (0, n - wav.numel()))[None]
+
+
+def _load_mel(path: Path) -> Tensor:
+    if path.suffix == ".npy":
+        return torch.from_numpy(np.load(path, allow_pickle=False)).float()
+    mel = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(mel, Tensor):
+        raise ValueError(f"{path} does not hold a tensor")
+    return mel.float()
+
+
+class MelAudioDataset(Dataset):
+    """Pairs of mel files and their audio, for fine-tuning on mels predicted by another model.
+
+    ``folder`` holds ``NAME.npy`` (or ``NAME.pt``) mels shaped (num_mels, F) next to
+    ``NAME.wav`` (or .flac/.ogg) audio of about F·hop samples. Items are aligned random
+    windows: (mel (num_mels, segment_frames), wav (1, segment_frames·hop)).
+    """
+
+    def __init__(self, folder: str | Path, sample_rate: int, hop_length: int, num_mels: int, segment_frames: int) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data folder {folder} does not exist")
+        self.pairs: list[tuple[Path, Path]] = []
+        for mel in sorted([*folder.rglob("*.npy"), *folder.rglob("*.pt")]):
+            audio = next((mel.with_suffix(ext) for ext in AUDIO_EXTENSIONS if mel.with_suffix(ext).is_file()), None)
+            if audio is not None:
+                self.pairs.append((mel, audio))
+        if not self.pairs:
+            raise ValueError(f"no mel file with matching audio in {folder} (NAME.npy or NAME.pt next to NAME.wav)")
+        self.sample_rate, self.hop_length, self.num_mels, self.segment_frames = sample_rate, hop_length, num_mels, segment_frames
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        mel_path, audio_path = self.pairs[index]
+        mel = _load_mel(mel_path)
+        if mel.dim() != 2 or mel.shape[0] != self.num_mels:
+            raise ValueError(f"{mel_path}: expected a mel shaped ({self.num_mels}, F), got {tuple(mel.shape)}")
+        wav = read_audio(audio_path, self.sample_rate)
+        frames, hop, n = mel.shape[1], self.hop_length, self.segment_frames
+        start = int(torch.randint(0, frames - n + 1, ())) if frames > n else 0
+        mel = mel[:, start : start + n]
+        wav = wav[start * hop : (start + n) * hop]
+        mel = torch.nn.functional.pad(mel, (0, n - mel.shape[1]), mode="replicate") if mel.shape[1] < n else mel
+        return mel, torch.nn.functional.pad(wav, (0, n * hop - wav.numel()))[None]
 
 
 @dataclass(frozen=True)

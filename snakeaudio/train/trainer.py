@@ -46,7 +46,7 @@ from ..models.discriminators import (
 from ..models.generator import Generator
 from ..nn.activations import Snake, SnakeBeta
 from .config import TrainConfig
-from .data import AudioDataset, PeriodicToneDataset, ToneSpec
+from .data import AudioDataset, MelAudioDataset, PeriodicToneDataset, ToneSpec
 from .losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multi_resolution_stft_distance
 
 __all__ = ["Trainer", "latest_checkpoint", "build_discriminator", "build_datasets", "load_folded_weights"]
@@ -84,6 +84,9 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         train: Dataset = PeriodicToneDataset(sr, segment, spec=ToneSpec(data.f0_min, data.f0_max), seed=data.seed)
     elif data.kind == "folder":
         train = AudioDataset.from_folder(data.path, sr, segment)
+    elif data.kind == "mels":
+        g = config.generator
+        train = MelAudioDataset(data.path, sr, g.hop_size, g.num_mels, segment // g.hop_size)
     else:
         train = AudioDataset.from_filelist(data.filelist, data.path, sr, segment)
     validation = None
@@ -287,13 +290,15 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------
 
-    def train_step(self, wav: Tensor) -> dict[str, float]:
-        """One discriminator and one generator update on a batch (B, 1, T)."""
+    def train_step(self, batch: Tensor | tuple[Tensor, Tensor]) -> dict[str, float]:
+        """One discriminator and one generator update on a batch of audio (B, 1, T), or of
+        given mels with their audio ((B, n_mels, F), (B, 1, F·hop))."""
         opt = self.config.training
-        wav = wav.to(self.device)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        given_mel, wav = (t.to(self.device) for t in batch) if isinstance(batch, (tuple, list)) else (None, batch.to(self.device))
         with torch.no_grad():
-            mel = self.generator.mel(wav)  # (B, 1, T) -> (B, n_mels, F)
+            target = self.generator.mel(wav)  # (B, 1, T) -> (B, n_mels, F): the mel loss compares with the real audio's
+        mel = target if given_mel is None else given_mel
         with autocast:
             fake = self._g(mel)  # (B, n_mels, F) -> (B, 1, F·hop)
         wav = wav[..., : fake.shape[-1]]
@@ -308,7 +313,7 @@ class Trainer:
         grad_d = nn.utils.clip_grad_norm_(self.discriminator.parameters(), opt.clip_grad_norm)
         self.opt_d.step()
 
-        loss_mel = nn.functional.l1_loss(self.generator.mel(fake), mel)
+        loss_mel = nn.functional.l1_loss(self.generator.mel(fake), target)
         with autocast:
             with torch.no_grad():
                 _, real_fmaps = self.discriminator(wav)
