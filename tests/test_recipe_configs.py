@@ -4,7 +4,7 @@ import pytest
 
 from snakeaudio.train import TrainConfig
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/config.json"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/config*.json"))
 
 
 def test_recipes_have_configs():

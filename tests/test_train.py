@@ -238,3 +238,18 @@ def test_fine_tune_on_mel_files(tmp_path):
     assert mel.shape == (80, 16) and wav.shape == (1, 4096)
     with pytest.raises(ValueError, match=r"expected a mel shaped \(100, F\), got \(80, 62\)"):
         MelAudioDataset(folder, 16000, 256, 100, 16)[0]
+
+
+def test_official_bigvgan_config_as_training_config_and_multiscale_step(tmp_path):
+    from snakeaudio.train import DataConfig, Trainer
+
+    official = Path(__file__).resolve().parent / "data" / "bigvgan-configs" / "bigvgan_v2_24khz_100band_256x.json"
+    config = TrainConfig.from_bigvgan(official, DataConfig())
+    t = config.training
+    assert (t.batch_size, t.segment_size, t.lambda_mel, t.mel_loss) == (4, 65536, 15, "multiscale")
+    assert t.discriminators == ("mpd", "cqtd") and config.generator.upsample_initial_channel == 1536
+    small = json.loads(json.dumps(TINY))
+    small["training"]["mel_loss"] = "multiscale"
+    trainer = Trainer(TrainConfig.from_dict(small), tmp_path / "run")
+    values = trainer.train_step(torch.stack([trainer.train_set[i] for i in range(2)]))
+    assert np.isfinite(values["loss_mel"]) and values["loss_mel"] > 0

@@ -68,6 +68,7 @@ class OptimConfig:
     adam_b2: float = 0.99
     lr_decay: float = 0.999996  # per step
     clip_grad_norm: float = 500.0
+    mel_loss: str = "single"  # "single": L1 on the model's own log-mel (HiFi-GAN); "multiscale": BigVGAN-v2's 7 scales
     lambda_mel: float = 45.0
     lambda_feature: float = 1.0  # on top of the ×2 inside feature_matching_loss, as in HiFi-GAN
     gan_loss: str = "lsgan"
@@ -88,6 +89,8 @@ class OptimConfig:
         unknown = sorted(set(self.discriminators) - set(DISCRIMINATORS))
         if unknown or not self.discriminators:
             raise ValueError(f"discriminators must be a non-empty subset of {', '.join(DISCRIMINATORS)}, got {list(self.discriminators)}")
+        if self.mel_loss not in ("single", "multiscale"):
+            raise ValueError(f"mel_loss must be 'single' or 'multiscale', got {self.mel_loss!r}")
         if self.gan_loss not in ("lsgan", "hinge"):
             raise ValueError(f"gan_loss must be 'lsgan' or 'hinge', got {self.gan_loss!r}")
         for name in ("batch_size", "segment_size", "max_steps", "checkpoint_every", "keep_checkpoints", "validate_every", "log_every"):
@@ -129,6 +132,23 @@ class TrainConfig:
             return cls.from_dict(json.loads(path.read_text()))
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+    @classmethod
+    def from_bigvgan(cls, path: str | Path, data: DataConfig, **training: Any) -> TrainConfig:
+        """An official BigVGAN ``config.json`` as a training config: its generator, and its
+        optimiser, segment, loss and discriminator settings (MPD + CQT-D or MRD)."""
+        generator = GeneratorConfig.from_json(path)
+        t = generator.training
+        optim = {
+            "batch_size": t.get("batch_size"), "segment_size": t.get("segment_size"),
+            "learning_rate": t.get("learning_rate"), "adam_b1": t.get("adam_b1"), "adam_b2": t.get("adam_b2"),
+            "clip_grad_norm": t.get("clip_grad_norm"), "lambda_mel": t.get("lambda_melloss"),
+            "mel_loss": "multiscale" if t.get("use_multiscale_melloss") else "single",
+            "discriminators": ("mpd", "cqtd") if t.get("use_cqtd_instead_of_mrd") else ("mpd", "mrd"),
+            "discriminator_channel_mult": t.get("discriminator_channel_mult"), "seed": t.get("seed"),
+        }  # fmt: skip
+        optim = {k: v for k, v in optim.items() if v is not None}
+        return cls(generator, data, _from_dict(OptimConfig, {**optim, **training}, "training"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.to_dict(), "data": asdict(self.data), "training": asdict(self.training)}

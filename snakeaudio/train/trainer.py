@@ -47,7 +47,13 @@ from ..models.generator import Generator
 from ..nn.activations import Snake, SnakeBeta
 from .config import TrainConfig
 from .data import AudioDataset, MelAudioDataset, PeriodicToneDataset, ToneSpec
-from .losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multi_resolution_stft_distance
+from .losses import (
+    MultiScaleMelLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    multi_resolution_stft_distance,
+)
 
 __all__ = ["Trainer", "latest_checkpoint", "build_discriminator", "build_datasets", "load_folded_weights"]
 
@@ -222,6 +228,7 @@ class Trainer:
         self.step = 0
         self._writer = None
         self.train_set, self.validation_set = build_datasets(config)
+        self.multiscale_mel = MultiScaleMelLoss(config.generator.sampling_rate).to(self.device) if opt.mel_loss == "multiscale" else None
         self._g, self._d = self.generator, self.discriminator
         if self.dist.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -313,7 +320,10 @@ class Trainer:
         grad_d = nn.utils.clip_grad_norm_(self.discriminator.parameters(), opt.clip_grad_norm)
         self.opt_d.step()
 
-        loss_mel = nn.functional.l1_loss(self.generator.mel(fake), target)
+        if self.multiscale_mel is None:
+            loss_mel = nn.functional.l1_loss(self.generator.mel(fake), target)
+        else:
+            loss_mel = self.multiscale_mel(wav, fake)
         with autocast:
             with torch.no_grad():
                 _, real_fmaps = self.discriminator(wav)

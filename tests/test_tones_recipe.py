@@ -1,0 +1,65 @@
+"""The tones recipe: its config loads, and the ablation runs end to end in its --quick form."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+from snakeaudio.train import TrainConfig
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tones"
+
+
+def _ablation():
+    spec = importlib.util.spec_from_file_location("tones_ablation", RECIPE / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_config_loads():
+    config = TrainConfig.from_json(RECIPE / "config.json")
+    assert config.data.kind == "tones"
+    assert (config.data.f0_min, config.data.f0_max) == (110, 440)
+    assert config.generator.sampling_rate == 16000 and config.generator.hop_size == 256
+    assert config.generator.anti_alias and config.generator.activation in ("snake", "snakebeta")
+
+
+def test_variant_configs_differ_only_in_the_activation():
+    ablation = _ablation()
+    base = json.loads((RECIPE / "config.json").read_text())
+    configs = {name: TrainConfig.from_dict(ablation.variant_config(base, o, 7)) for name, o in ablation.VARIANTS.items()}
+    assert {c.training.max_steps for c in configs.values()} == {7}
+    assert configs["snake_aa"].generator.anti_alias and not configs["snake_noaa"].generator.anti_alias
+    assert configs["snake_noaa"].generator.activation == configs["snake_aa"].generator.activation
+    assert configs["leakyrelu"].generator.activation == "leakyrelu" and not configs["leakyrelu"].generator.anti_alias
+    assert configs["snake_noaa"].generator.replace(anti_alias=True) == configs["snake_aa"].generator
+
+
+def test_quick_ablation_writes_a_finite_table(tmp_path, capsys):
+    ablation = _ablation()
+    assert ablation.main(["--quick", "-o", str(tmp_path)]) == 0
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["variants"]) == set(ablation.VARIANTS)
+    for name, result in results["variants"].items():
+        assert result["steps"] == 3
+        assert (tmp_path / f"{name}.json").is_file() and (tmp_path / name / "model.safetensors").is_file()
+        assert {"below", "inside", "above"} <= set(result["bands"])
+        for band, metrics in result["bands"].items():
+            for key, value in metrics.items():
+                assert math.isfinite(value), f"{name}/{band}/{key} = {value}"
+
+    table = (tmp_path / "results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    assert len(rows) == 3 * 3
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        numbers = [float(c.rstrip("%")) for c in cells[5:]]
+        assert all(math.isfinite(x) for x in numbers), row
+    assert table.splitlines()[-1] in capsys.readouterr().out
+
+    # Rerunning trains nothing: every run is finished.
+    assert ablation.train_variant(tmp_path / "leakyrelu.json", tmp_path / "leakyrelu", 3) == 0.0
