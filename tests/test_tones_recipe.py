@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 from snakeaudio.train import TrainConfig
@@ -15,6 +16,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tones"
 def _ablation():
     spec = importlib.util.spec_from_file_location("tones_ablation", RECIPE / "ablation.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -95,8 +95,11 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
         train = MelAudioDataset(data.path, sr, g.hop_size, g.num_mels, segment // g.hop_size)
     else:
         train = AudioDataset.from_filelist(data.filelist, data.path, sr, segment)
-    validation = None
-    if data.validation_filelist:
+    validation: Dataset | None = None
+    if data.kind == "tones":  # held-out tones: another seed
+        seconds = int(config.training.validation_seconds * sr)
+        validation = PeriodicToneDataset(sr, seconds, size=config.training.validation_clips, spec=ToneSpec(data.f0_min, data.f0_max), seed=data.seed + 1)
+    elif data.validation_filelist:
         validation = AudioDataset.from_filelist(data.validation_filelist, data.validation or data.path, sr, None, random_segments=False)
     elif data.validation:
         validation = AudioDataset.from_folder(data.validation, sr, None, random_segments=False)
@@ -272,7 +275,18 @@ class Trainer:
             obj.load_state_dict(state[key])
         self.step = int(state["step"])
         torch.set_rng_state(state["rng"].cpu())
+        self._truncate_metrics()
         log.info("resumed from %s at step %d", checkpoint, self.step)
+
+    def _truncate_metrics(self) -> None:
+        """Drop the records of steps after the checkpoint being resumed: they will be redone."""
+        path = self.output / "metrics.jsonl"
+        if not self.dist.main or not path.is_file():
+            return
+        lines = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= self.step]
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in lines))
+        os.replace(tmp, path)
 
     def save_checkpoint(self) -> Path:
         """Write the checkpoint of the current step (rank 0) and drop the oldest ones."""
