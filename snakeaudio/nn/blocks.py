@@ -72,6 +72,7 @@ class AMPBlock(nn.Module):
 
     Shape: (B, C, T) -> (B, C, T).
 
+    >>> import torch
     >>> from snakeaudio import Snake
     >>> block = AMPBlock(8, activation=lambda c: Snake(c))
     >>> block(torch.randn(2, 8, 50)).shape
