@@ -85,7 +85,7 @@ def cpu_library() -> ctypes.CDLL | None:
         target = cache_dir() / f"snake_cpu_{key[:20]}.so"
         if not target.exists():
             _build(source, target, compiler, flags)
-        lib = ctypes.CDLL(str(target))
+        lib = _load_passive(target)
         _declare(lib)
         return lib
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
@@ -95,6 +95,24 @@ def cpu_library() -> ctypes.CDLL | None:
             stacklevel=2,
         )
         return None
+
+
+def _load_passive(path: Path) -> ctypes.CDLL:
+    """Load the library so that its OpenMP threads sleep between calls instead of spinning.
+
+    The kernels' OpenMP runtime is a second one beside torch's; spinning threads of two
+    runtimes (or two processes) on the same cores slowed each other 3x in our measurements.
+    The OpenMP runtime reads OMP_WAIT_POLICY when it is loaded, which happens here; the
+    variable is restored right after, so nothing else in the process sees it.
+    """
+    previous = os.environ.get("OMP_WAIT_POLICY")
+    if previous is None:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        return ctypes.CDLL(str(path))
+    finally:
+        if previous is None:
+            del os.environ["OMP_WAIT_POLICY"]
 
 
 @torch.compiler.assume_constant_result
