@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 10.0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="also print where snakeaudio's time goes (1 s of audio)")
     parser.add_argument("--peak-memory-child", nargs=2, metavar=("MODEL", "FRAMES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_memory_child:
@@ -82,7 +83,26 @@ def main(argv: list[str] | None = None) -> int:
             peaks[which] = int(out.stdout.strip().splitlines()[-1])
         print(f"{seconds:>5g}s {'peak memory':<12} {mib(peaks['bigvgan']):>10} {mib(peaks['snakeaudio']):>11}"
               f" {peaks['bigvgan'] / peaks['snakeaudio']:6.2f}x")
+    if args.profile:
+        profile(ours, h)
     return 0
+
+
+def profile(model, h: dict) -> None:
+    """Share of inference time in convolutions and in the anti-aliased activations."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    mel = torch.randn(1, h["num_mels"], round(h["sampling_rate"] / h["hop_size"]))
+    with torch.inference_mode(), torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(mel)
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values())
+    convs = sum(v for k, v in self_us.items() if "convolution" in k)
+    acts = sum(v for k, v in self_us.items() if k.startswith("snakeaudio::"))
+    print(f"snakeaudio, 1 s: {total / 1e3:.0f} ms profiled; convolutions {convs / total:.0%}, "
+          f"anti-aliased activations {acts / total:.0%}; bound on the ratio with free activations: "
+          f"time_bigvgan / {convs / 1e3:.0f} ms")
 
 
 if __name__ == "__main__":
