@@ -8,7 +8,7 @@ float rounding: there are no seams to cross-fade.
 
 from __future__ import annotations
 
-import functools
+import weakref
 
 import torch
 from torch import Tensor, nn
@@ -16,20 +16,21 @@ from torch import Tensor, nn
 __all__ = ["receptive_field", "synthesize_chunked"]
 
 
-@functools.lru_cache(maxsize=16)
-def _receptive_field(generator: nn.Module, num_mels: int, hop: int) -> int:
-    frames = 96
+_FIELDS: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+
+
+def _measure(generator: nn.Module) -> int:
+    hop, frames = generator.hop_length, 96
     while True:
-        mel = torch.zeros(1, num_mels, frames, requires_grad=True)
+        mel = torch.zeros(1, generator.num_mels, frames, requires_grad=True)
         centre = frames // 2
         with torch.enable_grad():
             out = generator(mel)
             # Gradient of the two output samples at the ends of the centre frame: which frames reach them.
             (out[0, 0, centre * hop] + out[0, 0, (centre + 1) * hop - 1]).backward()
         used = (mel.grad[0].abs().sum(0) > 0).nonzero().flatten()
-        radius = int(max(centre - used.min(), used.max() - centre))
         if used.min() > 0 and used.max() < frames - 1:
-            return radius
+            return int(max(centre - used.min(), used.max() - centre))
         frames *= 2  # the field reached the edges: measure on a longer input
 
 
@@ -37,15 +38,17 @@ def receptive_field(generator: nn.Module) -> int:
     """Mel frames of context on each side that an output frame depends on, measured once
     per generator by back-propagating from one output frame (weights do not change the
     support: a frame either reaches the output through the convolutions or it does not)."""
-    device_params = [p for p in generator.parameters()][:1]
-    if device_params and device_params[0].device.type != "cpu":
-        raise ValueError("measure the receptive field of a CPU copy of the generator")
-    was_training = generator.training
-    generator.eval()
-    try:
-        return _receptive_field(generator, generator.num_mels, generator.hop_length)
-    finally:
-        generator.train(was_training)
+    if generator not in _FIELDS:
+        first = next(generator.parameters(), None)
+        if first is not None and first.device.type != "cpu":
+            raise ValueError("measure the receptive field of a CPU copy of the generator")
+        was_training = generator.training
+        generator.eval()
+        try:
+            _FIELDS[generator] = _measure(generator)
+        finally:
+            generator.train(was_training)
+    return _FIELDS[generator]
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_library", "cpu_kernels_available", "cache_dir", "threads_for"]
+__all__ = ["cpu_library", "cpu_kernels_available", "cache_dir", "threads_for", "call"]
 
 _SOURCE = "snake_cpu.cpp"
 _BUILD_TIMEOUT_S = 180
@@ -119,6 +119,11 @@ def _load_passive(path: Path) -> ctypes.CDLL:
 def cpu_kernels_available() -> bool:
     """Whether the fused CPU kernels can run (a constant for ``torch.compile``)."""
     return cpu_library() is not None
+
+
+def call(name: str, *args: object) -> None:
+    """Call kernel ``name``; tensors are passed as pointers to their (contiguous) data."""
+    getattr(cpu_library(), name)(*(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args))
 
 
 def threads_for(work: int, grain: int = 1 << 16) -> int:

@@ -94,6 +94,17 @@ inline void snake_block_backward(const float *x, const float *g, float *gx, int6
   gb_out = gb;
 }
 
+// y = x + sin²(αx)·inv_scale over a row, block by block (the polynomial where it is accurate).
+inline void snake_row_forward(const float *x, float *y, int64_t n, float a, float inv) {
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t m = std::min(kBlock, n - i);
+    if (max_abs_scaled(x + i, m, a) < kFastLimit)
+      snake_block_forward<sincos_poly>(x + i, y + i, m, a, inv);
+    else
+      snake_block_forward<sincos_libm>(x + i, y + i, m, a, inv);
+  }
+}
+
 template <bool kBeta>
 inline void snake_row_backward(const float *x, const float *g, float *gx, int64_t n, float a, float inv, float &ga_row,
                                float &gb_row) {
@@ -203,11 +214,6 @@ inline void upsample_phase(const AAPlan &P, AAScratch &s, int64_t p, float *up) 
   fir(up, s.src.data(), P.W + p * P.S, P.S, P.T);
 }
 
-template <void (*SinCos)(float, float &, float &)>
-inline void snake_inplace(float *u, int64_t m, float a, float inv) {
-  snake_block_forward<SinCos>(u, u, m, a, inv);
-}
-
 void aa_forward_row(const AAPlan &P, AAScratch &s, const float *x, float *y, float a, float inv) {
   const int64_t T = P.T, L = P.stride();
   float *U = s.U.data();
@@ -215,13 +221,7 @@ void aa_forward_row(const AAPlan &P, AAScratch &s, const float *x, float *y, flo
   for (int64_t p = 0; p < P.r; ++p) {
     float *up = U + p * L + P.M;
     upsample_phase(P, s, p, up);
-    for (int64_t i = 0; i < T; i += kBlock) {
-      const int64_t m = std::min(kBlock, T - i);
-      if (max_abs_scaled(up + i, m, a) < kFastLimit)
-        snake_inplace<sincos_poly>(up + i, m, a, inv);
-      else
-        snake_inplace<sincos_libm>(up + i, m, a, inv);
-    }
+    snake_row_forward(up, up, T, a, inv);  // in place
   }
   const float left = U[P.M], right = U[(P.r - 1) * L + P.M + T - 1];
   for (int64_t p = 0; p < P.r; ++p) {
@@ -304,16 +304,7 @@ void snake_forward(const float *x, const float *alpha, const float *inv_scale, f
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t ch = r % channels;
-    const float a = alpha[ch], inv = inv_scale[ch];
-    for (int64_t i = 0; i < n; i += kBlock) {
-      const int64_t m = (n - i < kBlock) ? n - i : kBlock;
-      const float *xb = x + r * n + i;
-      float *yb = y + r * n + i;
-      if (max_abs_scaled(xb, m, a) < kFastLimit)
-        snake_block_forward<sincos_poly>(xb, yb, m, a, inv);
-      else
-        snake_block_forward<sincos_libm>(xb, yb, m, a, inv);
-    }
+    snake_row_forward(x + r * n, y + r * n, n, alpha[ch], inv_scale[ch]);
   }
 }
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..dsp.filters import DownSample1d, UpSample1d
-from ..kernels.cpu import cpu_kernels_available, cpu_library, threads_for
+from ..kernels.cpu import call, cpu_kernels_available, threads_for
 from .activations import Snake, SnakeBeta
 from .functional import _compute_dtype, _prepared_parameters, exporting
 
@@ -55,10 +55,6 @@ def polyphase_upsample_taps(taps: Tensor, ratio: int) -> tuple[Tensor, list[int]
 # ---------------------------------------------------------------------------
 
 
-def _cpu_call(name: str, *args: object) -> None:
-    getattr(cpu_library(), name)(*(a.data_ptr() if isinstance(a, Tensor) else a for a in args))
-
-
 @torch.library.custom_op("snakeaudio::aa_snake_forward", mutates_args=())
 def _aa_forward(
     x: Tensor, alpha: Tensor, inv_scale: Tensor, up_weight: Tensor, up_base: Tensor, down_taps: Tensor, down_pad: int
@@ -71,7 +67,7 @@ def _aa_forward(
     y = torch.empty_like(x)
     batch, channels, length = x.shape
     ratio, width = up_weight.shape
-    _cpu_call(
+    call(
         "aa_snake_forward", x, alpha.contiguous(), inv_scale.contiguous(), y, batch * channels, channels, length,
         ratio, up_weight.contiguous(), up_base.contiguous(), width, down_taps.contiguous(), down_taps.numel(),
         down_pad, threads_for(8 * x.numel()),
@@ -106,7 +102,7 @@ def _aa_backward(
     grad_x = torch.empty_like(x)
     grad_alpha = x.new_empty(batch, channels)
     grad_beta = x.new_zeros(batch, channels)
-    _cpu_call(
+    call(
         "aa_snake_backward", x, grad, alpha.contiguous(), inv_scale.contiguous(), int(has_beta), grad_x, grad_alpha,
         grad_beta, batch * channels, channels, length, ratio, up_weight.contiguous(), up_base.contiguous(), width,
         down_taps.contiguous(), down_taps.numel(), down_pad, threads_for(8 * x.numel()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..kernels.cpu import cpu_library, threads_for
+from ..kernels.cpu import call, cpu_library, threads_for
 
 __all__ = ["snake", "snake_reference", "exporting"]
 
@@ -55,8 +55,8 @@ def _snake_forward(x: Tensor, alpha: Tensor, inv_scale: Tensor) -> Tensor:
         x = x.contiguous()
         y = torch.empty_like(x)
         rows, channels, n = x.shape
-        cpu_library().snake_forward(
-            x.data_ptr(), alpha.contiguous().data_ptr(), inv_scale.contiguous().data_ptr(), y.data_ptr(),
+        call(
+            "snake_forward", x, alpha.contiguous(), inv_scale.contiguous(), y,
             rows * channels, channels, n, threads_for(x.numel()),
         )  # fmt: skip
         return y
@@ -79,9 +79,9 @@ def _snake_backward(
         grad_x = torch.empty_like(x)
         grad_alpha = x.new_empty(rows, channels)
         grad_beta = x.new_zeros(rows, channels)
-        cpu_library().snake_backward(
-            x.data_ptr(), grad.data_ptr(), alpha.contiguous().data_ptr(), inv_scale.contiguous().data_ptr(),
-            int(has_beta), grad_x.data_ptr(), grad_alpha.data_ptr(), grad_beta.data_ptr(),
+        call(
+            "snake_backward", x, grad, alpha.contiguous(), inv_scale.contiguous(),
+            int(has_beta), grad_x, grad_alpha, grad_beta,
             rows * channels, channels, n, threads_for(x.numel()),
         )  # fmt: skip
         return grad_x, grad_alpha.sum(0), grad_beta.sum(0)
