@@ -254,3 +254,21 @@ def test_official_bigvgan_config_as_training_config_and_multiscale_step(tmp_path
     assert len(trainer.validation_set) == 4  # held-out tones of another seed
     values = trainer.train_step(torch.stack([trainer.train_set[i] for i in range(2)]))
     assert np.isfinite(values["loss_mel"]) and values["loss_mel"] > 0
+
+
+def test_discriminators_join_after_the_mel_only_warm_up(tmp_path):
+    from snakeaudio.train import Trainer
+
+    config = json.loads(json.dumps(TINY))
+    config["training"]["discriminator_start"] = 1
+    trainer = Trainer(TrainConfig.from_dict(config), tmp_path / "run")
+    batch = torch.stack([trainer.train_set[i] for i in range(2)])
+    before = {k: v.clone() for k, v in trainer.discriminator.state_dict().items()}
+    warm_up = trainer.train_step(batch)
+    assert warm_up["loss_d"] == warm_up["loss_adv"] == warm_up["loss_fm"] == 0 and warm_up["loss_mel"] > 0
+    assert all(torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in before.items())
+    adversarial = trainer.train_step(batch)
+    assert adversarial["loss_d"] > 0 and adversarial["loss_fm"] > 0
+    assert any(not torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="discriminator_start"):
+        TrainConfig.from_dict({**TINY, "training": {"discriminator_start": -1}})

@@ -74,6 +74,7 @@ class OptimConfig:
     gan_loss: str = "lsgan"
     discriminators: tuple[str, ...] = ("mpd", "mrd")
     discriminator_channel_mult: float = 1.0  # width of every discriminator; < 1 for small CPU runs
+    discriminator_start: int = 0  # steps of mel-loss-only warm-up before the discriminators join (about 5x cheaper on CPU)
     max_steps: int = 100_000
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -93,6 +94,8 @@ class OptimConfig:
             raise ValueError(f"mel_loss must be 'single' or 'multiscale', got {self.mel_loss!r}")
         if self.gan_loss not in ("lsgan", "hinge"):
             raise ValueError(f"gan_loss must be 'lsgan' or 'hinge', got {self.gan_loss!r}")
+        if self.discriminator_start < 0:
+            raise ValueError(f"discriminator_start must be >= 0, got {self.discriminator_start}")
         for name in ("batch_size", "segment_size", "max_steps", "checkpoint_every", "keep_checkpoints", "validate_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

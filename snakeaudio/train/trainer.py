@@ -313,7 +313,8 @@ class Trainer:
 
     def train_step(self, batch: Tensor | tuple[Tensor, Tensor]) -> dict[str, float]:
         """One discriminator and one generator update on a batch of audio (B, 1, T), or of
-        given mels with their audio ((B, n_mels, F), (B, 1, F·hop))."""
+        given mels with their audio ((B, n_mels, F), (B, 1, F·hop)). Before the config's
+        ``discriminator_start`` step the generator learns from the mel loss alone."""
         opt = self.config.training
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         given_mel, wav = (t.to(self.device) for t in batch) if isinstance(batch, (tuple, list)) else (None, batch.to(self.device))
@@ -325,32 +326,38 @@ class Trainer:
         wav = wav[..., : fake.shape[-1]]
         fake = fake.float()
 
-        batch = wav.shape[0]
-        with autocast:  # real and fake through the discriminators as one batch: one forward per backward
-            logits, _ = self._d(torch.cat([wav, fake.detach()]))  # (2B, 1, T) -> [(2B, N_k)]
-            loss_d, _ = discriminator_loss([x[:batch] for x in logits], [x[batch:] for x in logits], kind=opt.gan_loss)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        grad_d = nn.utils.clip_grad_norm_(self.discriminator.parameters(), opt.clip_grad_norm)
-        self.opt_d.step()
+        adversarial = self.step >= opt.discriminator_start
+        zero = torch.zeros((), device=self.device)
+        loss_d, loss_adv, loss_fm, grad_d = zero, zero, zero, 0.0
+        if adversarial:
+            batch = wav.shape[0]
+            with autocast:  # real and fake through the discriminators as one batch: one forward per backward
+                logits, _ = self._d(torch.cat([wav, fake.detach()]))  # (2B, 1, T) -> [(2B, N_k)]
+                loss_d, _ = discriminator_loss([x[:batch] for x in logits], [x[batch:] for x in logits], kind=opt.gan_loss)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            grad_d = nn.utils.clip_grad_norm_(self.discriminator.parameters(), opt.clip_grad_norm)
+            self.opt_d.step()
 
         if self.multiscale_mel is None:
             loss_mel = nn.functional.l1_loss(self.generator.mel(fake), target)
         else:
             loss_mel = self.multiscale_mel(wav, fake)
-        with autocast:
-            with torch.no_grad():
-                _, real_fmaps = self.discriminator(wav)
-            fake_logits, fake_fmaps = self._d(fake)
-            loss_adv, _ = generator_adversarial_loss(fake_logits, kind=opt.gan_loss)
-            loss_fm = feature_matching_loss(real_fmaps, fake_fmaps)
+        if adversarial:
+            with autocast:
+                with torch.no_grad():
+                    _, real_fmaps = self.discriminator(wav)
+                fake_logits, fake_fmaps = self._d(fake)
+                loss_adv, _ = generator_adversarial_loss(fake_logits, kind=opt.gan_loss)
+                loss_fm = feature_matching_loss(real_fmaps, fake_fmaps)
         loss_g = loss_adv + opt.lambda_feature * loss_fm + opt.lambda_mel * loss_mel
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         grad_g = nn.utils.clip_grad_norm_(self.generator.parameters(), opt.clip_grad_norm)
         self.opt_g.step()
         self.sched_g.step()
-        self.sched_d.step()
+        if adversarial:
+            self.sched_d.step()
         self.step += 1
         values = {"loss_d": loss_d, "loss_g": loss_g, "loss_mel": loss_mel, "loss_adv": loss_adv, "loss_fm": loss_fm}
         values = {k: v.item() for k, v in values.items()}
