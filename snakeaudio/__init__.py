@@ -12,7 +12,7 @@ from .nn import (
     init_snake_,
     snake,
 )
-from .models import Generator, GeneratorConfig, from_pretrained, save_pretrained
+from .models import DEFAULT_MODEL, Generator, GeneratorConfig, available_models, from_pretrained, save_pretrained
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,8 @@ __all__ = [
     "Generator",
     "GeneratorConfig",
     "from_pretrained",
+    "available_models",
+    "DEFAULT_MODEL",
     "save_pretrained",
     "__version__",
 ]

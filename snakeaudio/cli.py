@@ -62,6 +62,101 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(name_or_path: str, device: str | None):
+    from .models import from_pretrained
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return from_pretrained(name_or_path, map_location=device)
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    """Copy-synthesise audio files and vocode mel files; exit code 1 when any input failed."""
+    import sys
+
+    from tqdm import tqdm
+
+    from .dsp.io import write_wav
+    from .inference.files import EXAMPLE_INPUT, Synthesized, plan_jobs, synthesize_files
+    from .inference.plot import save_spectrogram_comparison
+
+    inputs = args.inputs or [EXAMPLE_INPUT]
+    try:
+        jobs = plan_jobs(inputs, args.output)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    vocoder = _load_model(args.model, args.device)
+    sr = vocoder.sample_rate
+    chunk_frames = max(1, round(args.chunk_seconds * sr / vocoder.hop_length)) if args.chunk_seconds > 0 else None
+    failures = 0
+    results = synthesize_files(vocoder, jobs, batch_size=args.batch_size, chunk_frames=chunk_frames)
+    for result in tqdm(results, total=len(jobs), desc="synthesizing", unit="file", disable=len(jobs) < 2):
+        if not isinstance(result, Synthesized):
+            job, err = result
+            failures += 1
+            tqdm.write(f"error: {job.source}: {err}", file=sys.stderr)
+            continue
+        target = result.job.target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(target, result.audio, sr)
+        line = f"{result.job.source} -> {target} ({result.audio.numel() / sr:.2f} s at {sr} Hz)"
+        if not args.no_plot:
+            with torch.no_grad():
+                output_mel = vocoder.mel(result.audio[None, None].to(next(vocoder.parameters()).device))[0]
+            png = save_spectrogram_comparison(
+                target.with_suffix(".png"), {f"input: {result.job.source.name}": result.input_mel, f"synthesised: {args.model}": output_mel},
+                sr, vocoder.hop_length,
+            )  # fmt: skip
+            line += f", spectrograms in {png}"
+        tqdm.write(line)
+    if failures:
+        print(f"{failures} of {len(jobs)} inputs failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import DEFAULT_MODEL, available_models
+    from .models.checkpoint import bundled_model_path
+    from .models.config import GeneratorConfig
+
+    names = available_models()
+    if not names:
+        print("no bundled models")
+        return 1
+    for name in names:
+        folder = bundled_model_path(name)
+        config = GeneratorConfig.from_json(folder / "config.json")
+        size = (folder / "model.safetensors").stat().st_size / 2**20
+        card = (folder / "README.md").read_text().splitlines() if (folder / "README.md").is_file() else []
+        summary = next((line.strip() for line in card[1:] if line.strip() and not line.startswith("#")), "")
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{default}: {config.sampling_rate} Hz, {config.num_mels} mel bands, hop {config.hop_size}, {size:.1f} MiB")
+        if summary:
+            print(f"    {summary}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .inference.export import export_onnx
+
+    vocoder = _load_model(args.model, "cpu")
+    difference = export_onnx(vocoder, args.onnx, check=not args.no_check)
+    checked = f"; onnxruntime vs PyTorch max |diff| {difference:.2e}" if difference is not None else ""
+    print(f"wrote {args.onnx} (input 'mel' (B, {vocoder.num_mels}, F), output 'audio' (B, 1, F·{vocoder.hop_length})){checked}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .inference.evaluate import audio_files, evaluate
+
+    vocoder = _load_model(args.model, args.device)
+    report = evaluate(vocoder, audio_files(args.folder), griffin_lim_baseline=not args.no_griffin_lim, progress=not args.json)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="snakeaudio", description="Snake activations and vocoders for periodic audio.")
     parser.add_argument("--version", action="version", version=f"snakeaudio {__version__}")
@@ -79,6 +174,32 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--device", help="torch device (default: CUDA when available, else CPU)")
     train.add_argument("--init-from", metavar="FOLDER", help="fine-tune: start from a run or pretrained folder (ignored when resuming)")
     train.set_defaults(run=_train)
+
+    from .models import DEFAULT_MODEL
+
+    synth = sub.add_parser("synthesize", help="vocode audio files (copy synthesis) and mel files (.npy/.pt) to wav")
+    synth.add_argument("inputs", nargs="*", help="audio/mel files or folders (default: a bundled speech example)")
+    synth.add_argument("-o", "--output", default="snakeaudio_output", help="output folder, or a .wav path for one input (default: %(default)s)")
+    synth.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name or model folder (default: %(default)s)")
+    synth.add_argument("--device", help="torch device (default: CUDA when available, else CPU)")
+    synth.add_argument("--chunk-seconds", type=float, default=10.0, help="synthesise long inputs in exact chunks of this length; 0: whole (default: %(default)s)")
+    synth.add_argument("--batch-size", type=int, default=1, help="inputs per padded batch (default: %(default)s)")
+    synth.add_argument("--no-plot", action="store_true", help="do not write the spectrogram comparison PNG next to each wav")
+    synth.set_defaults(run=_synthesize)
+    models = sub.add_parser("models", help="list the bundled models")
+    models.set_defaults(run=_models)
+    export = sub.add_parser("export", help="export a vocoder to ONNX, checked against PyTorch with onnxruntime")
+    export.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="bundled model name or model folder (default: %(default)s)")
+    export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file")
+    export.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    export.set_defaults(run=_export)
+    evaluate = sub.add_parser("evaluate", help="copy-synthesis metrics on recordings, with Griffin-Lim as a baseline")
+    evaluate.add_argument("folder", help="folder of audio files (wav/flac/ogg)")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name or model folder (default: %(default)s)")
+    evaluate.add_argument("--device", help="torch device (default: CUDA when available, else CPU)")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--no-griffin-lim", action="store_true", help="skip the Griffin-Lim baseline")
+    evaluate.set_defaults(run=_evaluate)
     args = parser.parse_args(argv)
     return args.run(args)
 

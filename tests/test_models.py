@@ -201,7 +201,7 @@ def test_corrupt_and_unsafe_checkpoints_are_refused(tmp_path):
     torch.save({"generator": {}, "payload": Snake(2)}, official / "bigvgan_generator.pt")  # a pickled module
     with pytest.raises(CheckpointError, match="cannot read"):
         from_pretrained(official)
-    with pytest.raises(FileNotFoundError, match="no model folder"):
+    with pytest.raises(FileNotFoundError, match="neither a model folder nor a bundled model"):
         from_pretrained(tmp_path / "nowhere")
 
 

@@ -236,7 +236,7 @@ def test_fine_tune_on_mel_files(tmp_path):
     assert len(data) == 3
     mel, wav = data[0]
     assert mel.shape == (80, 16) and wav.shape == (1, 4096)
-    with pytest.raises(ValueError, match=r"expected a mel shaped \(100, F\), got \(80, 62\)"):
+    with pytest.raises(ValueError, match="has 80 mel bands, the model expects 100"):
         MelAudioDataset(folder, 16000, 256, 100, 16)[0]
 
 

@@ -1,8 +1,12 @@
-"""Pure signal processing: Kaiser-sinc filter design, resampling, aliasing measurement."""
+"""Signal processing: Kaiser-sinc filter design, resampling, mel features, aliasing measurement;
+reading and writing audio and mel files."""
 
-from .aliasing import AliasingReport, frequency_response, measure_aliasing, stopband_attenuation_db
-from .pitch import PitchMetrics, pitch_metrics
-from .mel import MelConfig, MelSpectrogram, mel_basis, mel_spectrogram, num_frames
+from .aliasing import (
+    AliasingReport,
+    frequency_response,
+    measure_aliasing,
+    stopband_attenuation_db,
+)
 from .filters import (
     DownSample1d,
     LowPassFilter1d,
@@ -11,23 +15,43 @@ from .filters import (
     kaiser_beta,
     kaiser_sinc_filter,
 )
+from .io import (
+    AUDIO_FILE_SUFFIXES,
+    MEL_FILE_SUFFIXES,
+    atomic_write,
+    audio_files,
+    read_audio,
+    read_mel,
+    write_wav,
+)
+from .mel import MelConfig, MelSpectrogram, mel_basis, mel_spectrogram, num_frames
+from .pitch import PitchMetrics, pitch_metrics
+from .quality import pesq_wideband
 
 __all__ = [
-    "kaiser_beta",
-    "kaiser_sinc_filter",
-    "default_kernel_size",
-    "LowPassFilter1d",
-    "UpSample1d",
-    "DownSample1d",
+    "AUDIO_FILE_SUFFIXES",
+    "MEL_FILE_SUFFIXES",
     "AliasingReport",
-    "measure_aliasing",
-    "frequency_response",
-    "stopband_attenuation_db",
+    "DownSample1d",
+    "LowPassFilter1d",
     "MelConfig",
     "MelSpectrogram",
-    "mel_spectrogram",
-    "mel_basis",
-    "num_frames",
     "PitchMetrics",
+    "UpSample1d",
+    "atomic_write",
+    "audio_files",
+    "default_kernel_size",
+    "frequency_response",
+    "kaiser_beta",
+    "kaiser_sinc_filter",
+    "measure_aliasing",
+    "mel_basis",
+    "mel_spectrogram",
+    "num_frames",
+    "pesq_wideband",
     "pitch_metrics",
+    "read_audio",
+    "read_mel",
+    "stopband_attenuation_db",
+    "write_wav",
 ]

@@ -8,6 +8,7 @@ float rounding: there are no seams to cross-fade.
 
 from __future__ import annotations
 
+import copy
 import weakref
 
 import torch
@@ -19,35 +20,70 @@ __all__ = ["receptive_field", "synthesize_chunked"]
 _FIELDS: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
 
 
+_MAX_FIELD = 4096  # frames: beyond this the generator is not a finite-context convolutional network
+
+
 def _measure(generator: nn.Module) -> int:
+    """The receptive field of a float32 CPU generator in eval mode.
+
+    Two probe inputs (silence-like zeros and noise), so that an output clipped at one of
+    them cannot hide a frame; only the probe's gradient is computed, the parameters' is not.
+    """
     hop, frames = generator.hop_length, 96
-    while True:
-        mel = torch.zeros(1, generator.num_mels, frames, requires_grad=True)
-        centre = frames // 2
-        with torch.enable_grad():
-            out = generator(mel)
-            # Gradient of the two output samples at the ends of the centre frame: which frames reach them.
-            (out[0, 0, centre * hop] + out[0, 0, (centre + 1) * hop - 1]).backward()
-        used = (mel.grad[0].abs().sum(0) > 0).nonzero().flatten()
-        if used.min() > 0 and used.max() < frames - 1:
-            return int(max(centre - used.min(), used.max() - centre))
-        frames *= 2  # the field reached the edges: measure on a longer input
+    noise = torch.Generator().manual_seed(0)
+    # Gradients are needed even when the caller runs under no_grad or inference_mode.
+    with torch.inference_mode(False), torch.enable_grad():
+        while True:
+            centre = frames // 2
+            reached = torch.zeros(frames, dtype=torch.bool)
+            for probe in (
+                torch.zeros(1, generator.num_mels, frames),
+                torch.randn(1, generator.num_mels, frames, generator=noise),
+            ):
+                probe.requires_grad_(True)
+                out = generator(probe)  # (1, num_mels, F) -> (1, 1, F · hop)
+                # Which frames the samples of the centre frame depend on.
+                (grad,) = torch.autograd.grad(out[0, 0, centre * hop : (centre + 1) * hop].sum(), probe)
+                reached |= grad[0].abs().sum(0) > 0  # (num_mels, F) -> (F,)
+            used = reached.nonzero().flatten()
+            if used.numel() == 0:
+                raise ValueError(
+                    "cannot measure the receptive field: the output does not depend on the mel input "
+                    "at the probe inputs (is it clipped at ±1 everywhere?)"
+                )
+            if used.min() > 0 and used.max() < frames - 1:
+                return int(max(centre - used.min(), used.max() - centre))
+            if frames > 2 * _MAX_FIELD:
+                raise ValueError(
+                    f"the receptive field exceeds {_MAX_FIELD} mel frames: the output is not local in the mel"
+                )
+            frames *= 2  # the field reached the edges: measure on a longer input
 
 
 def receptive_field(generator: nn.Module) -> int:
     """Mel frames of context on each side that an output frame depends on, measured once
     per generator by back-propagating from one output frame (weights do not change the
-    support: a frame either reaches the output through the convolutions or it does not)."""
+    support: a frame either reaches the output through the convolutions or it does not).
+    Training-mode generators are measured in eval mode; their gradients are left untouched.
+
+    A generator on another device or in another dtype is measured on a float32 CPU copy.
+    """
     if generator not in _FIELDS:
+        if any(t.is_inference() for t in (*generator.parameters(), *generator.buffers())):
+            raise ValueError(
+                "the generator's tensors were created under torch.inference_mode(), which rules out the backprop "
+                "that measures its receptive field; create or load it outside inference mode (no_grad is fine)"
+            )
         first = next(generator.parameters(), None)
-        if first is not None and first.device.type != "cpu":
-            raise ValueError("measure the receptive field of a CPU copy of the generator")
-        was_training = generator.training
-        generator.eval()
-        try:
-            _FIELDS[generator] = _measure(generator)
-        finally:
-            generator.train(was_training)
+        if first is None or (first.device.type == "cpu" and first.dtype == torch.float32):
+            was_training = generator.training
+            generator.eval()
+            try:
+                _FIELDS[generator] = _measure(generator)
+            finally:
+                generator.train(was_training)
+        else:
+            _FIELDS[generator] = _measure(copy.deepcopy(generator).to(device="cpu", dtype=torch.float32).eval())
     return _FIELDS[generator]
 
 

@@ -1,6 +1,13 @@
 """Vocoder models: generator configuration and presets, the generator, discriminators, checkpoints."""
 
-from .checkpoint import CheckpointError, convert_bigvgan_state_dict, from_pretrained, save_pretrained
+from .checkpoint import (
+    DEFAULT_MODEL,
+    CheckpointError,
+    available_models,
+    convert_bigvgan_state_dict,
+    from_pretrained,
+    save_pretrained,
+)
 from .config import PRESETS, GeneratorConfig, activation_factory, preset
 from .discriminators import (
     CombinedDiscriminator,
@@ -20,6 +27,8 @@ __all__ = [
     "activation_factory",
     "Generator",
     "from_pretrained",
+    "available_models",
+    "DEFAULT_MODEL",
     "save_pretrained",
     "convert_bigvgan_state_dict",
     "CheckpointError",

@@ -5,13 +5,15 @@ norm folded). NVIDIA's: ``config.json`` + ``bigvgan_generator.pt``, a pickle hol
 ``{"generator": state_dict}`` with weight norm as ``weight_g``/``weight_v``; it is read
 with ``torch.load(weights_only=True)`` and converted explicitly by
 :func:`convert_bigvgan_state_dict`.
+
+Bundled models are folders of our format shipped inside the package
+(``snakeaudio/pretrained/<name>/``, with a model card ``README.md``); they load by name.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,14 +21,40 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ..dsp.filters import kaiser_sinc_filter
+from ..dsp.io import atomic_write
 from .config import GeneratorConfig
 from .generator import Generator
 
-__all__ = ["from_pretrained", "save_pretrained", "convert_bigvgan_state_dict", "inference_state_dict", "CheckpointError"]
+__all__ = [
+    "from_pretrained",
+    "save_pretrained",
+    "convert_bigvgan_state_dict",
+    "inference_state_dict",
+    "available_models",
+    "bundled_model_path",
+    "DEFAULT_MODEL",
+    "CheckpointError",
+]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 BIGVGAN_WEIGHTS_FILE = "bigvgan_generator.pt"
+BUNDLED = Path(__file__).resolve().parents[1] / "pretrained"
+DEFAULT_MODEL = "speech_small_24khz"
+
+
+def available_models() -> list[str]:
+    """Names of the models bundled with the package, for :func:`from_pretrained`."""
+    if not BUNDLED.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED.iterdir() if (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file())
+
+
+def bundled_model_path(name: str) -> Path:
+    """The folder of a bundled model; ``ValueError`` listing the bundled names otherwise."""
+    if name not in available_models():
+        raise ValueError(f"no bundled model named {name!r}; bundled models: {', '.join(available_models()) or 'none'}")
+    return BUNDLED / name
 
 
 class CheckpointError(ValueError):
@@ -102,14 +130,19 @@ def _load_strict(model: Generator, state: dict[str, Tensor], source: str) -> Non
 
 
 def from_pretrained(path_or_name: str | os.PathLike, map_location: str | torch.device = "cpu") -> Generator:
-    """Load a vocoder folder (ours or NVIDIA's official BigVGAN) ready for inference.
+    """Load a vocoder ready for inference: a bundled model by name (:func:`available_models`)
+    or a folder (ours, a training run's, or NVIDIA's official BigVGAN).
 
     The result is in eval mode with weight norm folded: ``vocoder(mel)`` → (B, 1, F·hop),
     ``vocoder.mel(wav)``, ``vocoder.sample_rate``, ``.hop_length``, ``.num_mels``.
     """
     folder = Path(path_or_name)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no model folder at {str(folder)!r}")
+        if str(path_or_name) in available_models():
+            folder = BUNDLED / str(path_or_name)
+        else:
+            bundled = ", ".join(available_models()) or "none"
+            raise FileNotFoundError(f"{str(path_or_name)!r} is neither a model folder nor a bundled model (bundled: {bundled})")
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}")
@@ -135,21 +168,11 @@ def from_pretrained(path_or_name: str | os.PathLike, map_location: str | torch.d
     return model.to(map_location).prepare_for_inference()
 
 
-def _atomic_write(path: Path, write) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        write(tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
 def save_pretrained(model: Generator, directory: str | os.PathLike) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (weight norm folded), each atomically."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous().cpu() for k, v in inference_state_dict(model).items()}
-    _atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-    _atomic_write(folder / CONFIG_FILE, model.config.to_json)
+    atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    atomic_write(folder / CONFIG_FILE, model.config.to_json)
     return folder

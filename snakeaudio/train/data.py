@@ -15,31 +15,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-__all__ = ["AudioDataset", "MelAudioDataset", "PeriodicToneDataset", "ToneSpec", "read_audio", "AUDIO_EXTENSIONS", "SILENCE_PEAK"]
+from ..dsp.io import AUDIO_FILE_SUFFIXES, audio_files, read_audio, read_mel
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+__all__ = ["SILENCE_PEAK", "AudioDataset", "MelAudioDataset", "PeriodicToneDataset", "ToneSpec", "read_audio"]
+
 SILENCE_PEAK = 1e-4
 """Files whose peak amplitude stays below this are treated as silent and skipped."""
-
-
-def read_audio(path: str | Path, sample_rate: int) -> Tensor:
-    """Read a file, mix it down to mono and resample it. Returns float32 (T,).
-
-    Raises ``ValueError`` naming the file when it cannot be decoded.
-    """
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise ValueError(f"cannot read audio file {path}: {err}") from err
-    wav = torch.from_numpy(data).mean(dim=1)  # mono mix-down
-    if rate != sample_rate:
-        wav = AF.resample(wav, rate, sample_rate)
-    return wav
 
 
 def _usable(path: Path) -> str | None:
@@ -94,7 +79,7 @@ class AudioDataset(Dataset):
             counts = ", ".join(f"{n} {why}" for why, n in sorted(problems.items()))
             warnings.warn(f"skipped {sum(problems.values())} of {len(paths)} audio files in {source}: {counts}", stacklevel=2)
         if not self.files:
-            raise ValueError(f"no readable audio file in {source} ({len(paths)} candidates, extensions {', '.join(AUDIO_EXTENSIONS)})")
+            raise ValueError(f"no readable audio file in {source} ({len(paths)} candidates, extensions {', '.join(AUDIO_FILE_SUFFIXES)})")
         self.sample_rate = sample_rate
         self.segment_length = segment_length
         self.random_segments = random_segments
@@ -102,11 +87,9 @@ class AudioDataset(Dataset):
     @classmethod
     def from_folder(cls, folder: str | Path, sample_rate: int, segment_length: int | None, **kwargs) -> AudioDataset:
         """Every wav/flac/ogg file under ``folder``, recursively."""
-        folder = Path(folder)
-        if not folder.is_dir():
+        if not Path(folder).is_dir():
             raise FileNotFoundError(f"data folder {folder} does not exist")
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-        return cls(files, sample_rate, segment_length, source=str(folder), **kwargs)
+        return cls(audio_files(folder), sample_rate, segment_length, source=str(folder), **kwargs)
 
     @classmethod
     def from_filelist(
@@ -125,7 +108,7 @@ class AudioDataset(Dataset):
         for line in filelist.read_text().splitlines():
             entry = line.split("|")[0].strip()
             if entry:
-                files.append(root / (entry if entry.lower().endswith(AUDIO_EXTENSIONS) else entry + ".wav"))
+                files.append(root / (entry if entry.lower().endswith(AUDIO_FILE_SUFFIXES) else entry + ".wav"))
         return cls(files, sample_rate, segment_length, source=str(filelist), **kwargs)
 
     def __len__(self) -> int:
@@ -142,15 +125,6 @@ class AudioDataset(Dataset):
         return torch.nn.functional.pad(wav, (0, n - wav.numel()))[None]
 
 
-def _load_mel(path: Path) -> Tensor:
-    if path.suffix == ".npy":
-        return torch.from_numpy(np.load(path, allow_pickle=False)).float()
-    mel = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(mel, Tensor):
-        raise ValueError(f"{path} does not hold a tensor")
-    return mel.float()
-
-
 class MelAudioDataset(Dataset):
     """Pairs of mel files and their audio, for fine-tuning on mels predicted by another model.
 
@@ -165,7 +139,7 @@ class MelAudioDataset(Dataset):
             raise FileNotFoundError(f"data folder {folder} does not exist")
         self.pairs: list[tuple[Path, Path]] = []
         for mel in sorted([*folder.rglob("*.npy"), *folder.rglob("*.pt")]):
-            audio = next((mel.with_suffix(ext) for ext in AUDIO_EXTENSIONS if mel.with_suffix(ext).is_file()), None)
+            audio = next((mel.with_suffix(ext) for ext in AUDIO_FILE_SUFFIXES if mel.with_suffix(ext).is_file()), None)
             if audio is not None:
                 self.pairs.append((mel, audio))
         if not self.pairs:
@@ -177,9 +151,7 @@ class MelAudioDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         mel_path, audio_path = self.pairs[index]
-        mel = _load_mel(mel_path)
-        if mel.dim() != 2 or mel.shape[0] != self.num_mels:
-            raise ValueError(f"{mel_path}: expected a mel shaped ({self.num_mels}, F), got {tuple(mel.shape)}")
+        mel = read_mel(mel_path, self.num_mels)  # (num_mels, F)
         wav = read_audio(audio_path, self.sample_rate)
         frames, hop, n = mel.shape[1], self.hop_length, self.segment_frames
         start = int(torch.randint(0, frames - n + 1, ())) if frames > n else 0

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from ..dsp.pitch import pitch_metrics
+from ..dsp.quality import pesq_wideband
 from ..models.checkpoint import from_pretrained, save_pretrained
 from ..models.discriminators import (
     CombinedDiscriminator,
@@ -180,21 +181,6 @@ def _tensorboard(folder: Path):
     except ImportError:
         return None
     return SummaryWriter(str(folder))
-
-
-def _pesq(reference: Tensor, estimate: Tensor, sample_rate: int) -> float | None:
-    """Wide-band PESQ at 16 kHz when the ``pesq`` package is installed, else None."""
-    try:
-        from pesq import pesq
-    except ImportError:
-        return None
-    import torchaudio.functional as AF
-
-    ref, est = (AF.resample(w.float().cpu(), sample_rate, 16000).numpy() for w in (reference, estimate))
-    try:
-        return float(pesq(16000, ref, est, "wb"))
-    except Exception:  # pesq raises on silent or too-short audio
-        return None
 
 
 class Trainer:
@@ -389,7 +375,7 @@ class Trainer:
                 "val_periodicity_error": pitch.periodicity_error,
                 "val_vuv_f1": pitch.vuv_f1,
             }
-            score = _pesq(wav[0, 0], fake[0, 0], sr)
+            score = pesq_wideband(wav[0, 0], fake[0, 0], sr)
             if score is not None:
                 values["val_pesq"] = score
             for key, value in values.items():

@@ -1,0 +1,86 @@
+"""CPU real-time factor of a vocoder (default: the bundled default model), against the same
+weights run by NVIDIA's BigVGAN code, side by side in one process.
+
+RTF = seconds of compute per second of audio (< 1 is faster than real time). Measured for
+whole-input synthesis, for the exact chunked synthesis the `snakeaudio synthesize` command
+uses, and for streaming in 0.1 s mel chunks.
+
+Run: python benchmarks/inference.py [--model NAME_OR_FOLDER] [--seconds 10] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import torch
+from bigvgan.bigvgan import BigVGAN
+from bigvgan.env import AttrDict
+from common import time_side_by_side
+
+from snakeaudio.inference import stream_synthesis, synthesize_chunked
+from snakeaudio.models import DEFAULT_MODEL, from_pretrained
+from snakeaudio.models.checkpoint import inference_state_dict
+
+
+def bigvgan_with_weights_of(model) -> BigVGAN:
+    """NVIDIA's generator built from our config, holding our (weight-norm folded) weights."""
+    ref = BigVGAN(AttrDict(model.config.to_dict()))
+    ref.remove_weight_norm()
+    state = {re.sub(r"^ups\.(\d+)\.", r"ups.\1.0.", k): v for k, v in inference_state_dict(model).items()}
+    if model.config.resblock == "2":
+        state = {re.sub(r"^(resblocks\.\d+)\.convs1\.", r"\1.convs.", k): v for k, v in state.items()}
+    missing, unexpected = ref.load_state_dict(state, strict=False)
+    not_filters = [k for k in missing if not k.endswith(("upsample.filter", "lowpass.filter"))]
+    if not_filters or unexpected:
+        raise RuntimeError(f"weights do not map onto BigVGAN: missing {not_filters[:4]}, unexpected {unexpected[:4]}")
+    return ref.eval()
+
+
+def stream(model, mel, chunk: int) -> None:
+    for _ in stream_synthesis(model, (mel[..., i : i + chunk] for i in range(0, mel.shape[-1], chunk))):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    ours = from_pretrained(args.model)
+    ref = bigvgan_with_weights_of(ours)
+    sr, hop = ours.sample_rate, ours.hop_length
+    frames = round(args.seconds * sr / hop)
+    mel = torch.randn(1, ours.num_mels, frames, generator=torch.Generator().manual_seed(0)) - 4
+    chunk, stream_chunk = round(10 * sr / hop), max(1, round(0.1 * sr / hop))
+    with torch.inference_mode():
+        difference = (ours(mel) - ref(mel)).abs().max().item()
+        t = time_side_by_side(
+            {
+                "bigvgan": lambda: ref(mel),
+                "whole": lambda: ours(mel),
+                "chunked": lambda: synthesize_chunked(ours, mel, chunk),
+                "stream": lambda: stream(ours, mel, stream_chunk),
+            },
+            repeats=args.repeats,
+            warmup=1,
+        )
+    seconds = frames * hop / sr
+    print(f"{args.model}: {sum(p.numel() for p in ours.parameters()) / 1e6:.2f} M parameters, {sr} Hz; "
+          f"{seconds:.1f} s of audio, float32, {torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
+    print(f"max |snakeaudio - bigvgan| = {difference:.1e}")
+    print(f"{'synthesis':<34} {'RTF':>6} {'vs bigvgan':>11}")
+    rows = {
+        "bigvgan (same weights, whole)": t["bigvgan"],
+        "snakeaudio whole": t["whole"],
+        f"snakeaudio chunked ({chunk} frames)": t["chunked"],
+        f"snakeaudio streaming ({stream_chunk}-frame chunks)": t["stream"],
+    }
+    for name, value in rows.items():
+        print(f"{name:<34} {value / seconds:6.3f} {t['bigvgan'] / value:10.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""Audio and mel files: reading audio for a model, reading mel spectrograms, writing wavs.
+
+Every reader returns float32 CPU tensors and raises a ``ValueError`` that names the file
+when the file cannot be used (``FileNotFoundError`` when it is missing), so a batch job
+can report the bad input and go on with the others.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import pickle
+import re
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch import Tensor
+
+__all__ = ["AUDIO_FILE_SUFFIXES", "MEL_FILE_SUFFIXES", "atomic_write", "audio_files", "read_audio", "read_mel", "write_wav"]
+
+AUDIO_FILE_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def audio_files(folder: str | Path) -> list[Path]:
+    """Audio files (wav, flac, ogg, any letter case) under ``folder`` and its subfolders, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder at {folder}")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_FILE_SUFFIXES)
+
+MEL_FILE_SUFFIXES = (".npy", ".pt")
+
+
+def read_audio(path: str | Path, sample_rate: int) -> Tensor:
+    """Read a file, mix it down to mono and resample it. Returns float32 (T,).
+
+    Raises ``ValueError`` naming the file when it cannot be decoded.
+    """
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise ValueError(f"cannot read audio file {path}: {err}") from err
+    wav = torch.from_numpy(data).mean(dim=1)  # (T, channels) -> (T,): mono mix-down
+    if rate != sample_rate:
+        wav = AF.resample(wav, rate, sample_rate)
+    return wav
+
+
+def _reason(err: BaseException) -> str:
+    """The exception's type and the first sentence of its message."""
+    text = str(err).strip().split("\n")[0].split(". ")[0]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _load_array(path: Path) -> Tensor:
+    """The array stored in a ``.npy`` or ``.pt`` file, as a CPU tensor (any dtype, any shape)."""
+    suffix = path.suffix.lower()
+    if suffix not in MEL_FILE_SUFFIXES:
+        raise ValueError(
+            f"{path}: unsupported mel file type {suffix!r}; expected one of {', '.join(MEL_FILE_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"mel file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"mel file {path} is empty")
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:  # bad header, truncated data, pickled objects
+            raise ValueError(f"cannot read mel file {path}: not a readable numpy.save file ({_reason(err)})") from err
+        if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+            array.close()
+            raise ValueError(f"{path} holds {type(array).__name__}, expected a single array saved with numpy.save")
+        if array.dtype.kind not in "iuf":
+            raise ValueError(f"{path} holds an array of dtype {array.dtype}, expected real (floating-point) mel values")
+        return torch.from_numpy(array.astype(np.float32))  # also brings foreign byte orders to the native one
+    try:
+        # weights_only: tensors and plain containers only; pickled objects are refused, never run.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(err), flags=re.IGNORECASE)
+        if refused:
+            raise ValueError(f"{path} holds a pickled {refused[1]}; only tensors are loaded from .pt files") from err
+        raise ValueError(
+            f"cannot read mel file {path}: not a torch.save file, or it holds pickled objects other than tensors"
+        ) from err
+    except Exception as err:  # torch.load has no documented error set: KeyError, RuntimeError, EOFError...
+        raise ValueError(f"cannot read mel file {path}: not a readable torch.save file ({_reason(err)})") from err
+    if isinstance(obj, Tensor) and not (obj.is_complex() or obj.dtype == torch.bool):
+        return obj.detach()
+    what = f"a tensor of dtype {obj.dtype}" if isinstance(obj, Tensor) else f"a {type(obj).__name__}"
+    raise ValueError(f"{path} holds {what}, expected a real-valued tensor saved with torch.save(mel, path)")
+
+
+def read_mel(path: str | Path, num_mels: int | None = None) -> Tensor:
+    """Read a mel spectrogram from a ``.npy`` (``numpy.save``) or ``.pt`` (``torch.save``) file.
+
+    The stored array is shaped (n_mels, F) or (1, n_mels, F); ``num_mels``, when given, is
+    the band count the model expects. Nothing is executed while loading: ``.npy`` files are
+    read with ``allow_pickle=False`` and ``.pt`` files with ``weights_only=True``.
+
+    Raises ``ValueError`` naming the file for an unknown suffix, a file that cannot be
+    decoded, a shape other than the above, the wrong band count, zero frames or
+    non-finite values; ``FileNotFoundError`` when it does not exist.
+
+    Shape: file (n_mels, F) or (1, n_mels, F) -> float32 (n_mels, F).
+    """
+    path = Path(path)
+    mel = _load_array(path)
+    if mel.dim() == 3 and mel.shape[0] == 1:
+        mel = mel[0]  # (1, n_mels, F) -> (n_mels, F)
+    if mel.dim() != 2:
+        raise ValueError(
+            f"{path}: expected a mel spectrogram shaped (n_mels, F) or (1, n_mels, F), got shape {tuple(mel.shape)}"
+        )
+    bands, frames = mel.shape
+    if num_mels is not None and bands != num_mels:
+        hint = f" (shape {tuple(mel.shape)} looks transposed: store it as (n_mels, F))" if frames == num_mels else ""
+        raise ValueError(f"{path} has {bands} mel bands, the model expects {num_mels}{hint}")
+    if frames == 0:
+        raise ValueError(f"{path} holds no frames (shape {tuple(mel.shape)})")
+    mel = mel.to(torch.float32).contiguous()
+    bad = int((~torch.isfinite(mel)).sum())
+    if bad:
+        raise ValueError(f"{path} contains {bad} NaN or infinite values among {mel.numel()}")
+    return mel
+
+
+def write_wav(path: str | Path, audio: Tensor, sample_rate: int) -> None:
+    """Write mono audio in [-1, 1] as a 16-bit PCM wav, atomically.
+
+    The samples go to a temporary file in the target's folder, which then replaces
+    ``path`` in one step: readers never see a half-written file, and a failed write leaves
+    an existing file as it was. Missing parent folders are created. Samples beyond [-1, 1]
+    are clipped, with a warning.
+
+    Shape: (T,) or (1, T).
+    """
+    path = Path(path)
+    if not isinstance(audio, Tensor):
+        raise TypeError(f"expected the audio as a torch.Tensor, got {type(audio).__name__}")
+    if not (audio.dim() == 1 or (audio.dim() == 2 and audio.shape[0] == 1)):
+        raise ValueError(f"expected mono audio shaped (T,) or (1, T), got shape {tuple(audio.shape)}")
+    if not audio.is_floating_point():
+        raise ValueError(f"expected floating-point audio in [-1, 1], got dtype {audio.dtype}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+    samples = audio.detach().to(device="cpu", dtype=torch.float32).reshape(-1)  # (1, T) -> (T,)
+    if not bool(torch.isfinite(samples).all()):
+        raise ValueError(f"the audio for {path} contains NaN or infinite samples")
+    peak = float(samples.abs().max()) if samples.numel() else 0.0
+    if peak > 1.0:
+        warnings.warn(f"{path}: peak {peak:.3f} exceeds full scale; samples beyond [-1, 1] are clipped", stacklevel=2)
+        samples = samples.clamp(-1.0, 1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: sf.write(str(tmp), samples.numpy(), int(sample_rate), format="WAV", subtype="PCM_16"))
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(temporary)`` on a hidden file in ``path``'s folder, then rename it to
+    ``path`` in one step: readers never see a half-written file, and a failed or interrupted
+    write leaves an existing ``path`` as it was (the temporary file is removed)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
