@@ -3,7 +3,8 @@ weights run by NVIDIA's BigVGAN code, side by side in one process.
 
 RTF = seconds of compute per second of audio (< 1 is faster than real time). Measured for
 whole-input synthesis, for the exact chunked synthesis the `snakeaudio synthesize` command
-uses, and for streaming in 0.1 s mel chunks.
+uses, and for streaming in 0.1 s and 0.5 s mel chunks (each chunk recomputes the receptive
+field of left context, so small chunks cost more).
 
 Run: python benchmarks/inference.py [--model NAME_OR_FOLDER] [--seconds 10] [--repeats 3]
 """
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     sr, hop = ours.sample_rate, ours.hop_length
     frames = round(args.seconds * sr / hop)
     mel = torch.randn(1, ours.num_mels, frames, generator=torch.Generator().manual_seed(0)) - 4
-    chunk, stream_chunk = round(10 * sr / hop), max(1, round(0.1 * sr / hop))
+    chunk = round(10 * sr / hop)
+    stream_chunks = [max(1, round(s * sr / hop)) for s in (0.1, 0.5)]
     with torch.inference_mode():
         difference = (ours(mel) - ref(mel)).abs().max().item()
         t = time_side_by_side(
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bigvgan": lambda: ref(mel),
                 "whole": lambda: ours(mel),
                 "chunked": lambda: synthesize_chunked(ours, mel, chunk),
-                "stream": lambda: stream(ours, mel, stream_chunk),
+                **{f"stream {n}": (lambda n=n: stream(ours, mel, n)) for n in stream_chunks},
             },
             repeats=args.repeats,
             warmup=1,
@@ -70,15 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model}: {sum(p.numel() for p in ours.parameters()) / 1e6:.2f} M parameters, {sr} Hz; "
           f"{seconds:.1f} s of audio, float32, {torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
     print(f"max |snakeaudio - bigvgan| = {difference:.1e}")
-    print(f"{'synthesis':<34} {'RTF':>6} {'vs bigvgan':>11}")
+    print(f"{'synthesis':<38} {'RTF':>6} {'vs bigvgan':>11}")
     rows = {
         "bigvgan (same weights, whole)": t["bigvgan"],
         "snakeaudio whole": t["whole"],
         f"snakeaudio chunked ({chunk} frames)": t["chunked"],
-        f"snakeaudio streaming ({stream_chunk}-frame chunks)": t["stream"],
+        **{f"snakeaudio streaming ({n}-frame chunks)": t[f"stream {n}"] for n in stream_chunks},
     }
     for name, value in rows.items():
-        print(f"{name:<34} {value / seconds:6.3f} {t['bigvgan'] / value:10.2f}x")
+        print(f"{name:<38} {value / seconds:6.3f} {t['bigvgan'] / value:10.2f}x")
     return 0
 
 

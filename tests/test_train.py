@@ -267,8 +267,14 @@ def test_discriminators_join_after_the_mel_only_warm_up(tmp_path):
     warm_up = trainer.train_step(batch)
     assert warm_up["loss_d"] == warm_up["loss_adv"] == warm_up["loss_fm"] == 0 and warm_up["loss_mel"] > 0
     assert all(torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in before.items())
+    # Warm-up checkpoints leave out the untouched discriminators; a resumed run re-creates them.
+    assert not (trainer.save_checkpoint() / "discriminator.safetensors").exists()
+    trainer = Trainer(TrainConfig.from_dict(config), tmp_path / "run")
+    assert trainer.step == 1
+    assert all(torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in before.items())
     adversarial = trainer.train_step(batch)
     assert adversarial["loss_d"] > 0 and adversarial["loss_fm"] > 0
     assert any(not torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in before.items())
+    assert (trainer.save_checkpoint() / "discriminator.safetensors").is_file()
     with pytest.raises(ValueError, match="discriminator_start"):
         TrainConfig.from_dict({**TINY, "training": {"discriminator_start": -1}})

@@ -243,9 +243,21 @@ class Trainer:
                 raise ValueError(f"{source} was trained with {key}={getattr(theirs, key)}, this config has {getattr(ours, key)}")
         load_folded_weights(self.generator, pretrained.state_dict())
         checkpoint = latest_checkpoint(source)
-        if checkpoint is not None:
-            self.discriminator.load_state_dict(load_file(str(checkpoint / "discriminator.safetensors"), device=str(self.device)))
-        log.info("initialised from %s%s", source, f" (discriminators from {checkpoint.name})" if checkpoint else "")
+        if checkpoint is not None and (checkpoint / "discriminator.safetensors").is_file():
+            self._load_discriminator(checkpoint)
+            log.info("initialised from %s (discriminators from %s)", source, checkpoint.name)
+        else:
+            log.info("initialised from %s", source)
+
+    def _load_discriminator(self, checkpoint: Path, step: int | None = None) -> None:
+        """Load the checkpoint's discriminators; a checkpoint of the mel-only warm-up (at or
+        before ``discriminator_start``) has none, and this run's freshly initialised ones,
+        seeded as that run's were, stand in for them."""
+        path = checkpoint / "discriminator.safetensors"
+        if path.is_file():
+            self.discriminator.load_state_dict(load_file(str(path), device=str(self.device)))
+        elif step is None or step > self.config.training.discriminator_start:
+            raise FileNotFoundError(f"{checkpoint} has no discriminator.safetensors")
 
     def _resume(self) -> None:
         for leftover in (self.output / "checkpoints").glob(".step_*"):  # from a run killed mid-write
@@ -255,8 +267,8 @@ class Trainer:
             return
         device = str(self.device)
         self.generator.load_state_dict(load_file(str(checkpoint / "generator.safetensors"), device=device))
-        self.discriminator.load_state_dict(load_file(str(checkpoint / "discriminator.safetensors"), device=device))
         state = torch.load(checkpoint / "state.pt", map_location=self.device, weights_only=True)
+        self._load_discriminator(checkpoint, int(state["step"]))
         for obj, key in ((self.opt_g, "opt_g"), (self.opt_d, "opt_d"), (self.sched_g, "sched_g"), (self.sched_d, "sched_d")):
             obj.load_state_dict(state[key])
         self.step = int(state["step"])
@@ -280,7 +292,8 @@ class Trainer:
 
         def build(tmp: Path) -> None:
             save_file({k: v.contiguous() for k, v in self.generator.state_dict().items()}, str(tmp / "generator.safetensors"))
-            save_file({k: v.contiguous() for k, v in self.discriminator.state_dict().items()}, str(tmp / "discriminator.safetensors"))
+            if self.step > self.config.training.discriminator_start:  # before, they are as initialised: not worth 40 MB
+                save_file({k: v.contiguous() for k, v in self.discriminator.state_dict().items()}, str(tmp / "discriminator.safetensors"))
             state = {
                 "step": self.step, "rng": torch.get_rng_state(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
