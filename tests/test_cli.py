@@ -149,3 +149,27 @@ def test_evaluate_reports_vocoder_and_griffin_lim(short_clips, capsys):
     assert len(report["files"]) == 3
     for system in report["means"].values():
         assert system["log_mel_l1"] > 0 and system["mr_stft"] > 0
+
+
+def test_synthesize_with_an_official_bigvgan_folder(tmp_path):
+    from bigvgan.bigvgan import BigVGAN
+    from bigvgan.env import AttrDict
+
+    from snakeaudio.models import preset
+
+    h = preset("tiny_16khz_80band").replace(upsample_initial_channel=32).to_dict()
+    torch.manual_seed(0)
+    ref = BigVGAN(AttrDict(h))
+    folder = tmp_path / "official"
+    folder.mkdir()
+    torch.save({"generator": ref.state_dict()}, folder / "bigvgan_generator.pt")
+    (folder / "config.json").write_text(json.dumps(h))
+    mel = torch.randn(80, 20) - 4
+    np.save(tmp_path / "mel.npy", mel.numpy())
+    assert main(["synthesize", str(tmp_path / "mel.npy"), "--model", str(folder), "-o", str(tmp_path / "out.wav"), "--no-plot"]) == 0
+    ref.remove_weight_norm()
+    with torch.inference_mode():
+        expected = ref.eval()(mel[None])[0, 0].numpy()
+    audio, sr = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert sr == 16000 and audio.shape == expected.shape and np.abs(expected).max() > 0.05
+    assert np.abs(audio - expected).max() <= 1 / 32768 + 1e-6
