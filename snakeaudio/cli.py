@@ -151,10 +151,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from .inference.evaluate import audio_files, evaluate
 
+    import sys
+    import warnings
+
+    files = audio_files(args.folder)
+    if not files:
+        print(f"error: no audio files under {args.folder}", file=sys.stderr)
+        return 2
     vocoder = _load_model(args.model, args.device)
-    report = evaluate(vocoder, audio_files(args.folder), griffin_lim_baseline=not args.no_griffin_lim, progress=not args.json)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
-    return 0
+    with warnings.catch_warnings():  # failures are reported below, by name
+        warnings.simplefilter("ignore", UserWarning)
+        report = evaluate(vocoder, files, griffin_lim_baseline=not args.no_griffin_lim, skip_failures=True, progress=not args.json)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table(per_file=args.per_file))
+    for path, reason in report.failures.items():
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    return 1 if report.failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--device", help="torch device (default: CUDA when available, else CPU)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--no-griffin-lim", action="store_true", help="skip the Griffin-Lim baseline")
+    evaluate.add_argument("--per-file", action="store_true", help="also print one row per file and system")
     evaluate.set_defaults(run=_evaluate)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -142,13 +142,21 @@ def test_export_onnx_checks_parity(tmp_path, capsys):
     assert float(out.rsplit("max |diff| ", 1)[1].split()[0]) <= 1e-3
 
 
-def test_evaluate_reports_vocoder_and_griffin_lim(short_clips, capsys):
+def test_evaluate_reports_vocoder_and_griffin_lim(short_clips, tmp_path, capsys):
     assert main(["evaluate", str(short_clips), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report["means"]) == {"vocoder", "griffin-lim"}
     assert len(report["files"]) == 3
     for system in report["means"].values():
         assert system["log_mel_l1"] > 0 and system["mr_stft"] > 0
+    folder = tmp_path / "with_a_bad_file"
+    folder.mkdir()
+    (folder / "good.wav").write_bytes((short_clips / "libritts_24k.wav").read_bytes())
+    (folder / "broken.wav").write_bytes(b"RIFF....")
+    assert main(["evaluate", str(folder), "--no-griffin-lim"]) == 1
+    captured = capsys.readouterr()
+    assert "1 file(s)" in captured.out and "vocoder" in captured.out
+    assert "broken.wav" in captured.err
 
 
 def test_synthesize_with_an_official_bigvgan_folder(tmp_path):

@@ -2,9 +2,10 @@
 
 The graph takes ``"mel"`` shaped (B, n_mels, F) and returns ``"audio"`` shaped
 (B, 1, F · hop), with the batch and frame axes dynamic. It is traced with PyTorch's
-``torch.export``-based exporter from a float32 CPU copy of the generator with weight norm
-folded; the fused Snake kernels give way to standard operators while exporting (see
-:func:`snakeaudio.nn.functional.exporting`), so any ONNX runtime can run it. The graph is
+``torch.export``-based exporter from a float32 CPU copy of the generator (weight norm, if
+still in place, is folded into constants by the exporter); the fused Snake kernels give way
+to standard operators while exporting (see :func:`snakeaudio.nn.functional.exporting`), so
+any ONNX runtime can run it. The graph is
 deterministic: the generator draws no random numbers.
 
 Needs the ``export`` extra: ``pip install snakeaudio[export]`` (onnx, onnxruntime, onnxscript).
