@@ -181,3 +181,18 @@ def test_synthesize_with_an_official_bigvgan_folder(tmp_path):
     audio, sr = sf.read(tmp_path / "out.wav", dtype="float32")
     assert sr == 16000 and audio.shape == expected.shape and np.abs(expected).max() > 0.05
     assert np.abs(audio - expected).max() <= 1 / 32768 + 1e-6
+
+
+def test_the_wheel_ships_the_bundled_model_and_example(tmp_path):
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("snakeaudio-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert f"snakeaudio/pretrained/{DEFAULT_MODEL}/{name}" in names
+    assert "snakeaudio/data/example_speech.wav" in names and "snakeaudio/kernels/snake_cpu.cpp" in names
