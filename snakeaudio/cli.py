@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,6 @@ def _load_model(name_or_path: str, device: str | None):
 
 def _synthesize(args: argparse.Namespace) -> int:
     """Copy-synthesise audio files and vocode mel files; exit code 1 when any input failed."""
-    import sys
-
     from tqdm import tqdm
 
     from .dsp.io import write_wav
@@ -97,8 +96,7 @@ def _synthesize(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {job.source}: {err}", file=sys.stderr)
             continue
         target = result.job.target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(target, result.audio, sr)
+        write_wav(target, result.audio, sr)  # creates missing folders
         line = f"{result.job.source} -> {target} ({result.audio.numel() / sr:.2f} s at {sr} Hz)"
         if not args.no_plot:
             with torch.no_grad():
@@ -116,7 +114,7 @@ def _synthesize(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from .models import DEFAULT_MODEL, available_models
-    from .models.checkpoint import bundled_model_path
+    from .models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, bundled_model_path
     from .models.config import GeneratorConfig
 
     names = available_models()
@@ -125,8 +123,8 @@ def _models(args: argparse.Namespace) -> int:
         return 1
     for name in names:
         folder = bundled_model_path(name)
-        config = GeneratorConfig.from_json(folder / "config.json")
-        size = (folder / "model.safetensors").stat().st_size / 2**20
+        config = GeneratorConfig.from_json(folder / CONFIG_FILE)
+        size = (folder / WEIGHTS_FILE).stat().st_size / 2**20
         card = (folder / "README.md").read_text().splitlines() if (folder / "README.md").is_file() else []
         summary = next((line.strip() for line in card[1:] if line.strip() and not line.startswith("#")), "")
         default = " (default)" if name == DEFAULT_MODEL else ""
@@ -148,13 +146,16 @@ def _export(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import json
-
-    from .inference.evaluate import audio_files, evaluate
-
-    import sys
     import warnings
 
-    files = audio_files(args.folder)
+    from .dsp.io import audio_files
+    from .inference.evaluate import evaluate
+
+    try:
+        files = audio_files(args.folder)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not files:
         print(f"error: no audio files under {args.folder}", file=sys.stderr)
         return 2

@@ -9,12 +9,15 @@ import torch
 
 from snakeaudio.dsp import read_audio, read_mel, write_wav
 from snakeaudio.inference import (
+    Synthesized,
     copy_synthesize,
+    plan_jobs,
     receptive_field,
     stream_synthesis,
     streaming_latency,
     synthesize_batch,
     synthesize_chunked,
+    synthesize_files,
 )
 from snakeaudio.models import Generator, preset
 
@@ -200,6 +203,16 @@ def test_copy_synthesize_keeps_the_length(generator, chunk_frames):
     assert torch.count_nonzero(audio[whole.numel() :]) == 0
     with pytest.raises(ValueError, match=r"mono waveform shaped \(T,\), got \(1, 1, 100\)"):
         copy_synthesize(generator, torch.zeros(1, 1, 100))
+
+
+@pytest.mark.parametrize("chunk_frames", [None, 9])
+def test_synthesize_files_moves_a_mel_file_to_the_generator(generator64, tmp_path, chunk_frames):
+    """A mel file is read as float32 on the CPU; one input alone goes to the generator in its dtype (and device)."""
+    mel = torch.randn(80, 30)
+    np.save(tmp_path / "a.npy", mel.numpy())
+    (result,) = synthesize_files(generator64, plan_jobs([tmp_path / "a.npy"], tmp_path / "out"), chunk_frames=chunk_frames)
+    assert isinstance(result, Synthesized)
+    torch.testing.assert_close(result.audio, _whole(generator64, mel.double()).reshape(-1), atol=1e-9, rtol=0)
 
 
 # Mel and wav files.

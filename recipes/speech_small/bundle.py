@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from snakeaudio.inference.evaluate import audio_files, evaluate
+from snakeaudio.dsp.io import audio_files
+from snakeaudio.inference.evaluate import evaluate
 from snakeaudio.models import DEFAULT_MODEL, from_pretrained
 from snakeaudio.models.checkpoint import BUNDLED, CONFIG_FILE, WEIGHTS_FILE
 

@@ -1,8 +1,9 @@
 """Audio and mel files: reading audio for a model, reading mel spectrograms, writing wavs.
 
 Every reader returns float32 CPU tensors and raises a ``ValueError`` that names the file
-when the file cannot be used (``FileNotFoundError`` when it is missing), so a batch job
-can report the bad input and go on with the others.
+when the file cannot be used (:func:`read_mel`: ``FileNotFoundError`` when it is missing;
+:func:`read_audio`: ``ValueError`` then too), so a batch job can report the bad input and
+go on with the others.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import Tensor
 __all__ = ["AUDIO_FILE_SUFFIXES", "MEL_FILE_SUFFIXES", "atomic_write", "audio_files", "read_audio", "read_mel", "write_wav"]
 
 AUDIO_FILE_SUFFIXES = (".wav", ".flac", ".ogg")
+MEL_FILE_SUFFIXES = (".npy", ".pt")
 
 
 def audio_files(folder: str | Path) -> list[Path]:
@@ -34,13 +36,12 @@ def audio_files(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"no folder at {folder}")
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_FILE_SUFFIXES)
 
-MEL_FILE_SUFFIXES = (".npy", ".pt")
-
 
 def read_audio(path: str | Path, sample_rate: int) -> Tensor:
     """Read a file, mix it down to mono and resample it. Returns float32 (T,).
 
-    Raises ``ValueError`` naming the file when it cannot be decoded.
+    Raises ``ValueError`` naming the file when it cannot be opened or decoded (a missing
+    file included).
     """
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)

@@ -41,14 +41,14 @@ def pesq_wideband(reference: Tensor | np.ndarray, estimate: Tensor | np.ndarray,
 
     Shape: two mono waveforms (T,), (1, T) or (1, 1, T) -> float.
     """
+    if sample_rate < 1:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate}")
     try:
         from pesq import PesqError, pesq
     except ImportError:
         return None
     import torchaudio.functional as AF
 
-    if sample_rate < 1:
-        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate}")
     ref, est = _mono(reference, "reference"), _mono(estimate, "estimate")
     n = min(ref.numel(), est.numel())
     if n == 0 or not bool(ref[:n].any()) or not bool(est[:n].any()):

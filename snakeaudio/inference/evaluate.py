@@ -252,9 +252,9 @@ def evaluate(
     """Copy-synthesis scores of ``generator`` (and of Griffin-Lim) on audio files.
 
     Each file is read as mono at the generator's rate, turned into the generator's log-mel
-    and vocoded whole; see the module docstring for the scores. Files need at least 1025
-    samples at the model's rate, in whole hops (MR-STFT's largest window), and about a
-    quarter second for a PESQ score (None otherwise).
+    and vocoded whole; see the module docstring for the scores. The compared length (the
+    file's whole hops at the model's rate) must reach 1025 samples, half MR-STFT's largest
+    window plus one, and about a quarter second for a PESQ score (None otherwise).
 
     A file that cannot be read or scored raises ``ValueError`` naming it; with
     ``skip_failures`` it is recorded in ``report.failures`` instead, with one warning at

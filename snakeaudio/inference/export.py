@@ -5,8 +5,7 @@ The graph takes ``"mel"`` shaped (B, n_mels, F) and returns ``"audio"`` shaped
 ``torch.export``-based exporter from a float32 CPU copy of the generator (weight norm, if
 still in place, is folded into constants by the exporter); the fused Snake kernels give way
 to standard operators while exporting (see :func:`snakeaudio.nn.functional.exporting`), so
-any ONNX runtime can run it. The graph is
-deterministic: the generator draws no random numbers.
+any ONNX runtime can run it. The graph is deterministic: the generator draws no random numbers.
 
 Needs the ``export`` extra: ``pip install snakeaudio[export]`` (onnx, onnxruntime, onnxscript).
 """
@@ -100,7 +99,7 @@ def onnx_max_difference(generator: Generator, path: str | os.PathLike, frames: S
     _require_export_packages()
     if not frames or min(frames) < 1:
         raise ValueError(f"frames must be positive frame counts, got {tuple(frames)}")
-    model = copy.deepcopy(generator).float().cpu().eval()
+    model = _export_copy(generator)
     difference = 0.0
     for i, count in enumerate(frames):
         mel = _example_mel(1 + i % 2, model.num_mels, count)  # (B, n_mels, F)

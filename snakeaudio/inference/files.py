@@ -16,11 +16,12 @@ from torch import Tensor, nn
 
 from ..dsp.io import AUDIO_FILE_SUFFIXES, MEL_FILE_SUFFIXES, read_audio, read_mel
 from .chunked import synthesize_chunked
-from .synthesis import synthesize_batch
+from .synthesis import _like_parameters, synthesize_batch
 
 __all__ = ["EXAMPLE_INPUT", "Job", "Synthesized", "plan_jobs", "synthesize_files"]
 
 EXAMPLE_INPUT = Path(__file__).resolve().parents[1] / "data" / "example_speech.wav"
+_INPUT_KINDS = f"audio ({', '.join(AUDIO_FILE_SUFFIXES)}) or mel ({', '.join(MEL_FILE_SUFFIXES)})"
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def plan_jobs(inputs: Sequence[str | Path], output: str | Path) -> list[Job]:
         if item.is_dir():
             found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_FILE_SUFFIXES + MEL_FILE_SUFFIXES)
             if not found:
-                raise ValueError(f"no audio ({', '.join(AUDIO_FILE_SUFFIXES)}) or mel ({', '.join(MEL_FILE_SUFFIXES)}) files under {item}")
+                raise ValueError(f"no {_INPUT_KINDS} files under {item}")
             jobs += [Job(p, output / p.relative_to(item).with_suffix(".wav")) for p in found]
         elif item.is_file():
             target = output if single and output.suffix.lower() == ".wav" else output / f"{item.stem}.wav"
@@ -71,20 +72,19 @@ def plan_jobs(inputs: Sequence[str | Path], output: str | Path) -> list[Job]:
 
 
 def _load(generator: nn.Module, path: Path) -> tuple[Tensor, int]:
-    """The mel to vocode (n_mels, F) and the number of output samples."""
+    """The mel to vocode (n_mels, F) and the number of output samples. Called under no_grad."""
     suffix = path.suffix.lower()
     if suffix in MEL_FILE_SUFFIXES:
         mel = read_mel(path, generator.num_mels)
         return mel, mel.shape[-1] * generator.hop_length
     if suffix not in AUDIO_FILE_SUFFIXES:
-        raise ValueError(f"{path}: unsupported input type {suffix!r}; expected audio ({', '.join(AUDIO_FILE_SUFFIXES)}) or mel ({', '.join(MEL_FILE_SUFFIXES)})")
+        raise ValueError(f"{path}: unsupported input type {suffix!r}; expected {_INPUT_KINDS}")
     wav = read_audio(path, generator.sample_rate)  # (T,)
     if wav.numel() < generator.hop_length:
         raise ValueError(f"{path} holds {wav.numel()} samples at {generator.sample_rate} Hz, fewer than one frame ({generator.hop_length})")
     if not torch.isfinite(wav).all():
         raise ValueError(f"{path} contains NaN or infinite samples")
-    with torch.no_grad():
-        mel = generator.mel(wav[None, None].to(next(generator.parameters()).device))[0]
+    mel = generator.mel(wav[None, None].to(next(generator.parameters()).device))[0]  # (1, 1, T) -> (n_mels, F)
     return mel, wav.numel()
 
 
@@ -112,7 +112,7 @@ def synthesize_files(
             continue
         mels = [mel for _, mel, _ in loaded]
         if len(loaded) == 1:
-            mel = mels[0][None]  # (1, n_mels, F)
+            mel = _like_parameters(generator, mels[0][None])  # (1, n_mels, F) on the generator's device, in its dtype
             audios = [synthesize_chunked(generator, mel, chunk_frames) if chunk_frames else generator(mel)]
         else:
             audios = synthesize_batch(generator, mels)

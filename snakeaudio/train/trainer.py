@@ -244,19 +244,19 @@ class Trainer:
         load_folded_weights(self.generator, pretrained.state_dict())
         checkpoint = latest_checkpoint(source)
         if checkpoint is not None and (checkpoint / "discriminator.safetensors").is_file():
-            self._load_discriminator(checkpoint)
+            self.discriminator.load_state_dict(load_file(str(checkpoint / "discriminator.safetensors"), device=str(self.device)))
             log.info("initialised from %s (discriminators from %s)", source, checkpoint.name)
         else:
             log.info("initialised from %s", source)
 
-    def _load_discriminator(self, checkpoint: Path, step: int | None = None) -> None:
+    def _load_discriminator(self, checkpoint: Path, step: int) -> None:
         """Load the checkpoint's discriminators; a checkpoint of the mel-only warm-up (at or
         before ``discriminator_start``) has none, and this run's freshly initialised ones,
         seeded as that run's were, stand in for them."""
         path = checkpoint / "discriminator.safetensors"
         if path.is_file():
             self.discriminator.load_state_dict(load_file(str(path), device=str(self.device)))
-        elif step is None or step > self.config.training.discriminator_start:
+        elif step > self.config.training.discriminator_start:
             raise FileNotFoundError(f"{checkpoint} has no discriminator.safetensors")
 
     def _resume(self) -> None:
