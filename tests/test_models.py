@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
+from torch.nn.utils import parametrize
 
 from snakeaudio import Snake
 from snakeaudio.dsp import MelConfig, mel_spectrogram
@@ -240,3 +241,16 @@ def test_own_presets_build_and_run(name):
     config = preset(name)
     model = Generator(config.replace(upsample_initial_channel=min(config.upsample_initial_channel, 64))).eval()
     assert model(torch.randn(1, config.num_mels, 2)).shape == (1, 1, 2 * config.hop_size)
+
+
+def test_folding_weight_norm_on_a_deep_copy_leaves_the_original_intact():
+    import copy
+
+    model = tiny_model()
+    mel = torch.randn(1, 80, 5)
+    with torch.no_grad():
+        expected = model(mel)
+        folded = copy.deepcopy(model).prepare_for_inference()
+        torch.testing.assert_close(folded(mel), expected)
+        torch.testing.assert_close(model(mel), expected)  # still weight-normalised and working
+    assert parametrize.is_parametrized(model.conv_pre, "weight") and not parametrize.is_parametrized(folded.conv_pre, "weight")

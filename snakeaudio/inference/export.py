@@ -2,10 +2,9 @@
 
 The graph takes ``"mel"`` shaped (B, n_mels, F) and returns ``"audio"`` shaped
 (B, 1, F · hop), with the batch and frame axes dynamic. It is traced with PyTorch's
-``torch.export``-based exporter from a float32 CPU copy of the generator (weight norm, if
-still in place, is folded into constants by the exporter); the fused Snake kernels give way
-to standard operators while exporting (see :func:`snakeaudio.nn.functional.exporting`), so
-any ONNX runtime can run it. The graph is deterministic: the generator draws no random numbers.
+``torch.export``-based exporter from a float32 CPU copy of the generator with weight norm
+folded; the fused Snake kernels give way to standard operators while exporting (see
+:func:`snakeaudio.nn.functional.exporting`), so any ONNX runtime can run it. The graph is deterministic: the generator draws no random numbers.
 
 Needs the ``export`` extra: ``pip install snakeaudio[export]`` (onnx, onnxruntime, onnxscript).
 """
@@ -82,12 +81,8 @@ def _run_onnxruntime(path: Path, mel: Tensor) -> Tensor:
 
 
 def _export_copy(generator: Generator) -> Generator:
-    """A float32 CPU copy in eval mode; the original is left as it is.
-
-    Weight norm stays in place: folding it on a copy (``remove_parametrizations``) would also
-    strip it from the original, whose parametrised classes the copy shares.
-    """
-    return copy.deepcopy(generator).float().cpu().eval().requires_grad_(False)
+    """A float32 CPU copy, weight norm folded, in eval mode; the original is left as it is."""
+    return copy.deepcopy(generator).float().cpu().prepare_for_inference()
 
 
 def onnx_max_difference(generator: Generator, path: str | os.PathLike, frames: Sequence[int] = (32, 65)) -> float:

@@ -50,6 +50,11 @@ def remove_weight_norm(module: nn.Module) -> nn.Module:
     """Fold every weight-norm parametrisation in ``module`` into a plain weight. Returns ``module``."""
     for m in module.modules():
         if parametrize.is_parametrized(m, "weight"):
+            # Deep copies share the class parametrisation generates, and removing the parametrisation
+            # edits that class: give this module a private copy so that the other copies keep theirs.
+            cls = m.__class__
+            namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+            m.__class__ = type(cls.__name__, cls.__bases__, namespace)
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
     return module
 
