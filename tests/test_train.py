@@ -278,3 +278,16 @@ def test_discriminators_join_after_the_mel_only_warm_up(tmp_path):
     assert (trainer.save_checkpoint() / "discriminator.safetensors").is_file()
     with pytest.raises(ValueError, match="discriminator_start"):
         TrainConfig.from_dict({**TINY, "training": {"discriminator_start": -1}})
+
+
+def test_checkpoints_get_the_usual_permissions(tmp_path):
+    from snakeaudio.train import Trainer
+
+    trainer = Trainer(TrainConfig.from_dict(TINY), tmp_path / "run")
+    trainer.train_step(torch.stack([trainer.train_set[i] for i in range(2)]))
+    folder = trainer.save_checkpoint()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~mask
+    for path in [*folder.iterdir(), tmp_path / "run" / "model.safetensors"]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path

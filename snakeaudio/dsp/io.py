@@ -163,6 +163,12 @@ def write_wav(path: str | Path, audio: Tensor, sample_rate: int) -> None:
     atomic_write(path, lambda tmp: sf.write(str(tmp), samples.numpy(), int(sample_rate), format="WAV", subtype="PCM_16"))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call ``write(temporary)`` on a hidden file in ``path``'s folder, then rename it to
     ``path`` in one step: readers never see a half-written file, and a failed or interrupted
@@ -171,6 +177,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         write(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())  # as a plain open() would (some writers use 0600)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -19,8 +19,8 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
+import uuid
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from ..dsp.io import atomic_write
 from ..dsp.pitch import pitch_metrics
 from ..dsp.quality import pesq_wideband
 from ..models.checkpoint import from_pretrained, save_pretrained
@@ -128,7 +129,8 @@ def load_folded_weights(model: nn.Module, state: dict[str, Tensor]) -> None:
 def _atomic_replace_dir(build, target: Path) -> None:
     """Write a folder with ``build(tmp_dir)`` and rename it to ``target`` in one step."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()  # with the usual permissions (mkdtemp's are private)
     try:
         build(tmp)
         for f in tmp.iterdir():  # make the data durable before the rename publishes it
@@ -291,9 +293,12 @@ class Trainer:
         target = self.output / "checkpoints" / _STEP_DIR.format(self.step)
 
         def build(tmp: Path) -> None:
-            save_file({k: v.contiguous() for k, v in self.generator.state_dict().items()}, str(tmp / "generator.safetensors"))
+            def weights(module: nn.Module, name: str) -> None:  # via atomic_write for the usual file permissions
+                atomic_write(tmp / name, lambda p: save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(p)))
+
+            weights(self.generator, "generator.safetensors")
             if self.step > self.config.training.discriminator_start:  # before, they are as initialised: not worth 40 MB
-                save_file({k: v.contiguous() for k, v in self.discriminator.state_dict().items()}, str(tmp / "discriminator.safetensors"))
+                weights(self.discriminator, "discriminator.safetensors")
             state = {
                 "step": self.step, "rng": torch.get_rng_state(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
