@@ -72,7 +72,7 @@ fmin {model.config.fmin:g} Hz, fmax {model.config.fmax or model.sample_rate / 2:
 Recipe `recipes/speech_small` (`snakeaudio train recipes/speech_small/config.json --output runs/speech_small`),
 on 2 CPU cores: {step} steps of batch {opt['batch_size']} × {opt['segment_size']} samples, {hours:.1f} h of training.
 The first {opt.get('discriminator_start', 0)} steps train the generator on BigVGAN-v2's multi-scale mel loss alone;
-{'the adversarial stage (MPD + MRD) has not started yet' if not adversarial else f'then {adversarial} steps with MPD + MRD discriminators'}.
+{'the adversarial stage (MPD + MRD) has not started yet' if not adversarial else f'then {adversarial} steps with MPD + MRD discriminators (width ×{opt["discriminator_channel_mult"]:g})'}.
 Data: the recipe's offline corpus (`recipes/speech_small/prepare_data.py`; see its README for the voices,
 recordings and licenses).
 Last validation (step {validation.get('step', '–')}, held-out corpus clips): log-mel L1 {validation.get('val_mel_l1', float('nan')):.3f},
@@ -91,8 +91,8 @@ Griffin-Lim inverts the very mel the metric compares, so log-mel L1 favours it b
 
 ## Limits
 Trained on a small corpus, mostly synthetic speech band-limited near 8 kHz: expect muffled high
-frequencies and buzz; not for music or singing. The adversarial stage continues in later
-releases (`snakeaudio train` on the same run folder resumes).
+frequencies and buzz; not for music or singing. Training continues in later releases
+(`snakeaudio train` on the same run folder resumes; see the recipe's README).
 """
     (target / "README.md").write_text(card)
     print(card)
