@@ -90,8 +90,9 @@ Against Griffin-Lim: PESQ {'better' if beats['PESQ'] else 'NOT better'}, log-mel
 Griffin-Lim inverts the very mel the metric compares, so log-mel L1 favours it by construction.
 
 ## Limits
-Trained on a small corpus, mostly synthetic speech band-limited near 8 kHz: expect muffled high
-frequencies and buzz; not for music or singing. Training continues in later releases
+Trained on a small corpus (2.4 h: synthetic speech, telephony prompts, words recorded by many
+speakers), mostly band-limited below 8 kHz: expect muffled high frequencies and buzz; not for
+music or singing. Training continues in later releases
 (`snakeaudio train` on the same run folder resumes; see the recipe's README).
 """
     (target / "README.md").write_text(card)
