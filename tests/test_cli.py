@@ -106,10 +106,12 @@ def test_bad_files_fail_alone_and_inputs_are_never_overwritten(short_clips, tmp_
     (folder / "corrupt.wav").write_bytes(b"RIFF not really a wav file")
     sf.write(folder / "empty.wav", np.zeros(0, dtype="float32"), 24000)
     sf.write(folder / "silent.wav", np.zeros(12000, dtype="float32"), 24000)
+    sf.write(folder / "nan.wav", np.full(12000, np.nan, dtype="float32"), 24000, subtype="FLOAT")
     (folder / "good.wav").write_bytes((short_clips / "libritts_24k.wav").read_bytes())
     assert main(["synthesize", str(folder), "-o", str(tmp_path / "out"), "--no-plot"]) == 1
     err = capsys.readouterr().err
-    assert "corrupt.wav" in err and "empty.wav" in err and "2 of 4 inputs failed" in err
+    assert "corrupt.wav" in err and "empty.wav" in err and "3 of 5 inputs failed" in err
+    assert "nan.wav contains NaN or infinite samples" in err
     assert (tmp_path / "out" / "good.wav").is_file()
     silent, _ = sf.read(tmp_path / "out" / "silent.wav")
     assert len(silent) == 12000 and np.abs(silent).max() < 0.05  # silence stays (near) silent
