@@ -34,12 +34,16 @@ def make_trainer(variant: str, preset_name: str, folder: str) -> Trainer:
         }
     )
     trainer = Trainer(config, folder, device="cpu")
-    if variant == "bigvgan":
+    if variant in ("bigvgan", "identity"):
         log_scale = config.generator.snake_logscale
         torch.manual_seed(config.training.seed)
-        g = Generator(config.generator, activation=lambda c: Activation1d(BigVGANSnakeBeta(c, alpha_logscale=log_scale)))
+        if variant == "bigvgan":
+            g = Generator(config.generator, activation=lambda c: Activation1d(BigVGANSnakeBeta(c, alpha_logscale=log_scale)))
+        else:  # no activation at all: what the step costs without it, whatever its implementation
+            g = Generator(config.generator, activation=lambda c: torch.nn.Identity())
         missing, unexpected = g.load_state_dict(trainer.generator.state_dict(), strict=False)
-        assert not unexpected and all(k.endswith(".filter") for k in missing)  # BigVGAN also stores its filters
+        assert all(k.endswith(".filter") for k in missing)  # BigVGAN also stores its filters
+        assert not unexpected or variant == "identity"
         trainer.generator = trainer._g = g
         trainer.opt_g = torch.optim.AdamW(g.parameters(), config.training.learning_rate, betas=(0.8, 0.99))
         trainer.sched_g = torch.optim.lr_scheduler.ExponentialLR(trainer.opt_g, config.training.lr_decay)
@@ -64,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             trainer.train_step(wav)  # warm up
             print(peak_rss_growth(lambda: trainer.train_step(wav)))
             return 0
-        ours, ref = make_trainer("snakeaudio", args.preset, tmp + "/a"), make_trainer("bigvgan", args.preset, tmp + "/b")
-        wav = batch(ours)
-        t = time_side_by_side({"ref": lambda: ref.train_step(wav), "ours": lambda: ours.train_step(wav)}, repeats=args.steps, warmup=1)
+        trainers = {name: make_trainer(name, args.preset, f"{tmp}/{name}") for name in ("bigvgan", "snakeaudio", "identity")}
+        wav = batch(trainers["snakeaudio"])
+        t = time_side_by_side({name: (lambda tr=tr: tr.train_step(wav)) for name, tr in trainers.items()}, repeats=args.steps, warmup=1)
     print(f"{args.preset}, batch 4 × 8192 samples, MPD + MRD at half width, float32, {torch.get_num_threads()} threads")
     print(f"{'':<18} {'bigvgan act':>12} {'snakeaudio':>11} {'ratio':>7}")
-    print(f"{'steps/s':<18} {1 / t['ref']:12.2f} {1 / t['ours']:11.2f} {t['ref'] / t['ours']:6.2f}x")
+    print(f"{'steps/s':<18} {1 / t['bigvgan']:12.2f} {1 / t['snakeaudio']:11.2f} {t['bigvgan'] / t['snakeaudio']:6.2f}x")
+    print(f"without any activation: {1 / t['identity']:.2f} steps/s, so no activation can make this step more than "
+          f"{t['bigvgan'] / t['identity']:.2f}x faster than BigVGAN's; the activations take "
+          f"{1 - t['identity'] / t['bigvgan']:.0%} of its step and {max(0.0, 1 - t['identity'] / t['snakeaudio']):.0%} of ours")
     peaks = {}
     for variant in ("bigvgan", "snakeaudio"):
         out = subprocess.run([sys.executable, __file__, "--preset", args.preset, "--peak-memory-child", variant],

@@ -291,3 +291,21 @@ def test_checkpoints_get_the_usual_permissions(tmp_path):
     assert folder.stat().st_mode & 0o777 == 0o777 & ~mask
     for path in [*folder.iterdir(), tmp_path / "run" / "model.safetensors"]:
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_generator_update_leaves_the_discriminator_gradients_alone(tmp_path):
+    """The generator's adversarial loss back-propagates through the discriminators to the
+    generator only: after a step, their gradients are still the discriminator update's."""
+    from snakeaudio.train import Trainer
+
+    trainer = Trainer(TrainConfig.from_dict(TINY), tmp_path / "run")
+    at_d_step = {}
+    trainer.opt_d.register_step_pre_hook(
+        lambda *_: at_d_step.update({n: p.grad.clone() for n, p in trainer.discriminator.named_parameters()})
+    )
+    generator_before = [p.detach().clone() for p in trainer.generator.parameters()]
+    metrics = trainer.train_step(torch.stack([trainer.train_set[i] for i in range(2)]))
+    assert metrics["loss_adv"] > 0 and len(at_d_step) > 0
+    for name, p in trainer.discriminator.named_parameters():
+        assert p.requires_grad and torch.equal(p.grad, at_d_step[name]), name
+    assert any(not torch.equal(a, b) for a, b in zip(generator_before, trainer.generator.parameters()))

@@ -351,7 +351,11 @@ class Trainer:
             with autocast:
                 with torch.no_grad():
                     _, real_fmaps = self.discriminator(wav)
-                fake_logits, fake_fmaps = self._d(fake)
+                # the generator's update needs gradients through the discriminators, not for
+                # their weights: frozen, they skip those weight gradients (and their all-reduce)
+                self.discriminator.requires_grad_(False)
+                fake_logits, fake_fmaps = self.discriminator(fake)
+                self.discriminator.requires_grad_(True)
                 loss_adv, _ = generator_adversarial_loss(fake_logits, kind=opt.gan_loss)
                 loss_fm = feature_matching_loss(real_fmaps, fake_fmaps)
         loss_g = loss_adv + opt.lambda_feature * loss_fm + opt.lambda_mel * loss_mel
