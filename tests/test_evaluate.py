@@ -10,6 +10,7 @@ from snakeaudio.dsp.quality import log_mel_l1, pesq_wideband
 from snakeaudio.inference.evaluate import METRICS, audio_files, evaluate, griffin_lim
 from snakeaudio.models import Generator, preset
 from snakeaudio.train.data import read_audio
+from snakeaudio.train.scores import copy_synthesis_scores
 
 CLIP = Path(__file__).parent / "data" / "audio" / "libritts_24k.wav"
 
@@ -62,6 +63,17 @@ def test_log_mel_l1_is_zero_for_identical_signals(speech, generator):
     assert log_mel_l1(speech, 0.5 * speech[:-100], generator.mel) == pytest.approx(
         abs(torch.log(torch.tensor(0.5)).item()), rel=0.1
     )
+
+
+def test_copy_synthesis_scores_of_a_copy_and_of_a_quieter_copy(speech, generator):
+    same = copy_synthesis_scores(speech, speech.clone(), generator)
+    assert same.log_mel_l1 == 0.0 and same.mr_stft == pytest.approx(0.0, abs=1e-6)
+    assert same.cents_error == pytest.approx(0.0, abs=1e-6) and same.vuv_f1 == 1.0
+    quieter = copy_synthesis_scores(speech, 0.5 * speech, generator)
+    assert quieter.log_mel_l1 == pytest.approx(abs(torch.log(torch.tensor(0.5)).item()), rel=0.1)
+    assert quieter.mr_stft > 0.5 and quieter.cents_error == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="equal length"):
+        copy_synthesis_scores(speech, speech[:-1], generator)
 
 
 # --- Griffin-Lim -----------------------------------------------------------------------

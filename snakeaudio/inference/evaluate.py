@@ -2,14 +2,9 @@
 
 For every file the vocoder resynthesises the recording from the recording's own log-mel
 (at the model's rate, the whole file at once) and the output is scored against the
-recording over their common length:
-
-- log-mel L1: mean |mel(output) − mel(input)|, the generator's own features (lower is better);
-- MR-STFT: spectral convergence + log-magnitude L1 over three STFT resolutions (lower is better);
-- PESQ: wide-band PESQ, 1 … 4.64 (higher is better; missing without the ``pesq`` package);
-- F0 error: median pitch error in cents over frames voiced in both (lower is better);
-- periodicity: RMS difference of pYIN voicing probabilities (lower is better);
-- V/UV F1: agreement of voiced/unvoiced decisions (higher is better).
+recording over their common length with
+:func:`snakeaudio.train.scores.copy_synthesis_scores` (log-mel L1, MR-STFT, wide-band
+PESQ, F0 error, periodicity, V/UV F1), the scores the trainer validates with.
 
 With ``griffin_lim_baseline`` the same log-mel is also inverted by Griffin-Lim, a
 training-free floor that any trained vocoder should clear.
@@ -32,11 +27,9 @@ from tqdm import tqdm
 
 from ..dsp.io import audio_files, read_audio
 from ..dsp.mel import MelConfig, mel_basis
-from ..dsp.pitch import pitch_metrics
-from ..dsp.quality import log_mel_l1, pesq_wideband
 from ..models.config import GeneratorConfig
 from ..models.generator import Generator
-from ..train.losses import multi_resolution_stft_distance
+from ..train.scores import Scores, copy_synthesis_scores
 
 __all__ = ["METRICS", "EvaluationReport", "FileResult", "Scores", "audio_files", "evaluate", "griffin_lim"]
 
@@ -52,26 +45,6 @@ METRICS: dict[str, str] = {
 
 VOCODER = "vocoder"
 GRIFFIN_LIM = "griffin-lim"
-PITCH_FMIN = 50.0
-PITCH_FMAX = 1000.0
-
-
-@dataclass(frozen=True)
-class Scores:
-    """One system's scores on one file (see the module docstring).
-
-    ``pesq`` is None when PESQ is unavailable or refuses the audio; ``cents_error`` is NaN
-    when no frame is voiced in both signals.
-    """
-
-    log_mel_l1: float
-    mr_stft: float
-    pesq: float | None
-    cents_error: float
-    periodicity_error: float
-    vuv_f1: float
-
-
 @dataclass(frozen=True)
 class FileResult:
     """The scores of every system on one file; ``duration`` is the compared length in seconds."""
@@ -211,20 +184,6 @@ def griffin_lim(mel: Tensor, config: MelConfig | GeneratorConfig, *, n_iter: int
     return out.clamp(-1.0, 1.0).to(mel.device)
 
 
-def _score(reference: Tensor, estimate: Tensor, generator: Generator) -> Scores:
-    """reference, estimate: (T,) of equal length at the generator's rate."""
-    sr = generator.sample_rate
-    pitch = pitch_metrics(reference, estimate, sr, fmin=PITCH_FMIN, fmax=min(PITCH_FMAX, sr / 4))
-    return Scores(
-        log_mel_l1=log_mel_l1(reference, estimate, generator.mel),
-        mr_stft=float(multi_resolution_stft_distance(reference, estimate)),
-        pesq=pesq_wideband(reference, estimate, sr),
-        cents_error=pitch.cents_error,
-        periodicity_error=pitch.periodicity_error,
-        vuv_f1=pitch.vuv_f1,
-    )
-
-
 def _evaluate_file(generator: Generator, path: Path, griffin_lim_baseline: bool) -> FileResult:
     parameter = next(generator.parameters())
     wav = read_audio(path, generator.sample_rate).to(parameter.device)  # (T,)
@@ -235,7 +194,7 @@ def _evaluate_file(generator: Generator, path: Path, griffin_lim_baseline: bool)
         estimates = {VOCODER: audio[:n]}
         if griffin_lim_baseline:
             estimates[GRIFFIN_LIM] = griffin_lim(mel[0], generator.config)[:n]
-        scores = {name: _score(wav[:n], estimate, generator) for name, estimate in estimates.items()}
+        scores = {name: copy_synthesis_scores(wav[:n], estimate, generator) for name, estimate in estimates.items()}
     except ValueError as err:
         raise ValueError(f"cannot evaluate {path}: {err}") from err
     return FileResult(str(path), n / generator.sample_rate, scores)

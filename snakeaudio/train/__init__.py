@@ -11,6 +11,7 @@ from .losses import (
     mel_l1_loss,
     multi_resolution_stft_distance,
 )
+from .scores import Scores, copy_synthesis_scores
 from .trainer import Trainer, latest_checkpoint
 
 __all__ = [
@@ -31,4 +32,6 @@ __all__ = [
     "discriminator_loss",
     "generator_adversarial_loss",
     "multi_resolution_stft_distance",
+    "Scores",
+    "copy_synthesis_scores",
 ]

@@ -36,8 +36,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from ..dsp.io import atomic_write
-from ..dsp.pitch import pitch_metrics
-from ..dsp.quality import pesq_wideband
 from ..models.checkpoint import from_pretrained, save_pretrained
 from ..models.discriminators import (
     CombinedDiscriminator,
@@ -54,10 +52,10 @@ from .losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
-    multi_resolution_stft_distance,
 )
+from .scores import copy_synthesis_scores
 
-__all__ = ["Trainer", "latest_checkpoint", "build_discriminator", "build_datasets", "load_folded_weights"]
+__all__ = ["Trainer", "build_datasets", "build_discriminator", "latest_checkpoint", "load_folded_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -377,8 +375,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Copy-synthesis metrics on the validation clips: mel L1, multi-resolution STFT
-        distance, and pitch (cents), periodicity and voicing F1 from pYIN."""
+        """Copy-synthesis scores on the validation clips (:mod:`snakeaudio.train.scores`,
+        the ones ``snakeaudio evaluate`` reports), averaged over clips."""
         if self.validation_set is None:
             return {}
         opt, sr = self.config.training, self.config.generator.sampling_rate
@@ -389,17 +387,16 @@ class Trainer:
             mel = self.generator.mel(wav)
             fake = self.generator(mel)
             wav = wav[..., : fake.shape[-1]]
-            pitch = pitch_metrics(wav, fake, sr, fmin=50.0, fmax=min(1000.0, sr / 4))
+            scores = copy_synthesis_scores(wav[0, 0], fake[0, 0], self.generator)
             values = {
-                "val_mel_l1": nn.functional.l1_loss(self.generator.mel(fake), mel).item(),
-                "val_mrstft": multi_resolution_stft_distance(wav[:, 0], fake[:, 0]).item(),
-                "val_cents_error": pitch.cents_error,
-                "val_periodicity_error": pitch.periodicity_error,
-                "val_vuv_f1": pitch.vuv_f1,
+                "val_mel_l1": scores.log_mel_l1,
+                "val_mrstft": scores.mr_stft,
+                "val_cents_error": scores.cents_error,
+                "val_periodicity_error": scores.periodicity_error,
+                "val_vuv_f1": scores.vuv_f1,
             }
-            score = pesq_wideband(wav[0, 0], fake[0, 0], sr)
-            if score is not None:
-                values["val_pesq"] = score
+            if scores.pesq is not None:
+                values["val_pesq"] = scores.pesq
             for key, value in values.items():
                 totals.setdefault(key, []).append(value)
             if i == 0 and self._writer is not None:
