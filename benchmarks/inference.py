@@ -3,8 +3,8 @@ weights run by NVIDIA's BigVGAN code, side by side in one process.
 
 RTF = seconds of compute per second of audio (< 1 is faster than real time). Measured for
 whole-input synthesis, for the exact chunked synthesis the `snakeaudio synthesize` command
-uses, and for streaming in 0.1 s and 0.5 s mel chunks (each chunk recomputes the receptive
-field of left context, so small chunks cost more).
+uses, and for streaming in chunks of one mel frame, 0.1 s and 0.5 s (stage by stage, each
+stage recomputing only its own few samples of left context per chunk).
 
 Run: python benchmarks/inference.py [--model NAME_OR_FOLDER] [--seconds 10] [--repeats 3]
 """
@@ -19,7 +19,7 @@ from bigvgan.bigvgan import BigVGAN
 from bigvgan.env import AttrDict
 from common import time_side_by_side
 
-from snakeaudio.inference import stream_synthesis, synthesize_chunked
+from snakeaudio.inference import stream_synthesis, streaming_latency, synthesize_chunked
 from snakeaudio.models import DEFAULT_MODEL, from_pretrained
 from snakeaudio.models.checkpoint import inference_state_dict
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = round(args.seconds * sr / hop)
     mel = torch.randn(1, ours.num_mels, frames, generator=torch.Generator().manual_seed(0)) - 4
     chunk = round(10 * sr / hop)
-    stream_chunks = [max(1, round(s * sr / hop)) for s in (0.1, 0.5)]
+    stream_chunks = [1, *(round(s * sr / hop) for s in (0.1, 0.5))]
     with torch.inference_mode():
         difference = (ours(mel) - ref(mel)).abs().max().item()
         t = time_side_by_side(
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = frames * hop / sr
     print(f"{args.model}: {sum(p.numel() for p in ours.parameters()) / 1e6:.2f} M parameters, {sr} Hz; "
           f"{seconds:.1f} s of audio, float32, {torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
-    print(f"max |snakeaudio - bigvgan| = {difference:.1e}")
+    print(f"max |snakeaudio - bigvgan| = {difference:.1e}; streaming look-ahead {streaming_latency(ours) * 1000:.0f} ms")
     print(f"{'synthesis':<38} {'RTF':>6} {'vs bigvgan':>11}")
     rows = {
         "bigvgan (same weights, whole)": t["bigvgan"],

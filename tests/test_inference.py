@@ -1,5 +1,6 @@
 import copy
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from snakeaudio.inference import (
     plan_jobs,
     receptive_field,
     stream_synthesis,
+    streaming,
     streaming_latency,
     synthesize_batch,
     synthesize_chunked,
@@ -137,6 +139,13 @@ def test_batch_and_stream_are_exact_in_float64(generator64):
         torch.testing.assert_close(audio, _whole(generator64, mel), atol=1e-12, rtol=0)
     streamed = torch.cat(list(stream_synthesis(generator64, mels[0].split(3, dim=-1))), dim=-1)
     torch.testing.assert_close(streamed, _whole(generator64, mels[0]), atol=1e-12, rtol=0)
+    supports = streaming._supports(generator64)
+    try:  # the AMP blocks of the first resolution streamed with 8 samples too few of left context
+        streaming._SUPPORTS[generator64] = [replace(s, left=s.left - 8) if i == 2 else s for i, s in enumerate(supports)]
+        short = torch.cat(list(stream_synthesis(generator64, mels[0].split(3, dim=-1))), dim=-1)
+    finally:
+        streaming._SUPPORTS[generator64] = supports
+    assert (short - _whole(generator64, mels[0])).abs().max() > 1e-11
     short = synthesize_chunked(generator64, mels[0][None], 5, context=field - 3)
     assert (short[0] - _whole(generator64, mels[0])).abs().max() > 1e-11
 
@@ -161,8 +170,12 @@ def test_stream_equals_whole(generator, sizes):
     torch.testing.assert_close(torch.cat(pieces, dim=-1), _whole(generator, mel), atol=1e-5, rtol=0)
 
 
+def _lookahead_frames(generator):
+    return round(streaming_latency(generator) * generator.sample_rate / generator.hop_length)
+
+
 def test_stream_yields_audio_as_soon_as_final(generator):
-    field, hop = receptive_field(generator), generator.hop_length
+    field, hop = _lookahead_frames(generator), generator.hop_length
     mel = torch.randn(1, 80, 30)
     received, ended = 0, False
 
@@ -184,10 +197,42 @@ def test_stream_yields_audio_as_soon_as_final(generator):
         list(stream_synthesis(generator, [mel[0, :, :3], torch.randn(2, 80, 3)]))
 
 
+class _Whole(torch.nn.Module):
+    """A generator without ``stages()``: streamed whole, with its receptive field of context."""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+        self.hop_length, self.num_mels, self.sample_rate = generator.hop_length, generator.num_mels, generator.sample_rate
+
+    def forward(self, mel):
+        return self.generator(mel)
+
+
 def test_streaming_latency(generator):
-    expected = receptive_field(generator) * generator.hop_length / generator.sample_rate
-    assert streaming_latency(generator) == pytest.approx(expected)
+    field, upsamplings = receptive_field(generator), len(generator.config.upsample_rates)
+    # Stage by stage, each upsampling step rounds its look-ahead up to whole input samples.
+    assert field <= _lookahead_frames(generator) <= field + upsamplings
+    assert streaming_latency(_Whole(generator)) == pytest.approx(field * generator.hop_length / generator.sample_rate)
     assert 0 < streaming_latency(generator) < 1
+
+
+def test_stream_of_a_generator_without_stages_equals_whole(generator):
+    mel = torch.randn(80, 30)
+    pieces = list(stream_synthesis(_Whole(generator), _chunks(mel, [4, 1, 0, 20, 5])))
+    torch.testing.assert_close(torch.cat(pieces, dim=-1), _whole(generator, mel), atol=1e-5, rtol=0)
+
+
+def test_stream_keeps_only_each_stage_context(generator):
+    """One frame at a time, the first convolution sees its own 3 + 3 frames of context,
+    not the whole network's receptive field."""
+    seen = []
+    hook = generator.conv_pre.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[-1]))
+    try:
+        list(stream_synthesis(generator, torch.randn(80, 40).split(1, dim=-1)))
+    finally:
+        hook.remove()
+    assert len(seen) == 40 - 3 + 1 and max(seen) == 7 < 2 * receptive_field(generator)  # from the 4th frame, and at the end
 
 
 @pytest.mark.parametrize("chunk_frames", [None, 9])

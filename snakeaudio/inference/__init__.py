@@ -6,12 +6,8 @@ from .evaluate import EvaluationReport, evaluate, griffin_lim
 from .export import export_onnx
 from .files import EXAMPLE_INPUT, Job, Synthesized, plan_jobs, synthesize_files
 from .plot import save_spectrogram_comparison
-from .synthesis import (
-    copy_synthesize,
-    stream_synthesis,
-    streaming_latency,
-    synthesize_batch,
-)
+from .streaming import stream_synthesis, streaming_latency
+from .synthesis import copy_synthesize, synthesize_batch
 
 __all__ = [
     "EXAMPLE_INPUT",

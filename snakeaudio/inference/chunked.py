@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import copy
 import weakref
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["receptive_field", "synthesize_chunked"]
+__all__ = ["measure_once", "receptive_field", "synthesize_chunked"]
+
+T = TypeVar("T")
 
 
 _FIELDS: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
@@ -60,15 +64,13 @@ def _measure(generator: nn.Module) -> int:
             frames *= 2  # the field reached the edges: measure on a longer input
 
 
-def receptive_field(generator: nn.Module) -> int:
-    """Mel frames of context on each side that an output frame depends on, measured once
-    per generator by back-propagating from one output frame (weights do not change the
-    support: a frame either reaches the output through the convolutions or it does not).
-    Training-mode generators are measured in eval mode; their gradients are left untouched.
-
-    A generator on another device or in another dtype is measured on a float32 CPU copy.
+def measure_once(cache: weakref.WeakKeyDictionary, generator: nn.Module, measure: Callable[[nn.Module], T]) -> T:
+    """``measure(generator)``, cached per generator in ``cache``: in eval mode (a
+    training-mode generator is switched back afterwards), and on a float32 CPU copy when
+    the generator lives on another device or in another dtype. ``measure`` may
+    back-propagate to its probe inputs, so tensors made under inference mode are refused.
     """
-    if generator not in _FIELDS:
+    if generator not in cache:
         if any(t.is_inference() for t in (*generator.parameters(), *generator.buffers())):
             raise ValueError(
                 "the generator's tensors were created under torch.inference_mode(), which rules out the backprop "
@@ -79,12 +81,23 @@ def receptive_field(generator: nn.Module) -> int:
             was_training = generator.training
             generator.eval()
             try:
-                _FIELDS[generator] = _measure(generator)
+                cache[generator] = measure(generator)
             finally:
                 generator.train(was_training)
         else:
-            _FIELDS[generator] = _measure(copy.deepcopy(generator).to(device="cpu", dtype=torch.float32).eval())
-    return _FIELDS[generator]
+            cache[generator] = measure(copy.deepcopy(generator).to(device="cpu", dtype=torch.float32).eval())
+    return cache[generator]
+
+
+def receptive_field(generator: nn.Module) -> int:
+    """Mel frames of context on each side that an output frame depends on, measured once
+    per generator by back-propagating from one output frame (weights do not change the
+    support: a frame either reaches the output through the convolutions or it does not).
+    Training-mode generators are measured in eval mode; their gradients are left untouched.
+
+    A generator on another device or in another dtype is measured on a float32 CPU copy.
+    """
+    return measure_once(_FIELDS, generator, _measure)
 
 
 @torch.no_grad()

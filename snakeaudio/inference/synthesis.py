@@ -1,30 +1,23 @@
-"""Exact synthesis beyond one mel at a time: padded batches, streams of mel chunks, copy synthesis.
+"""Exact synthesis beyond one mel at a time: padded batches and copy synthesis.
 
-All of it rests on the generator's receptive field R (:func:`receptive_field`): the audio
-of mel frame t depends on frames t − R … t + R only. So
-
-- in a batch padded to the longest item, an item's frames t < F − R never see the
-  padding; only its last R frames are recomputed alone (with R frames of left context);
-- in a stream, once frames up to N have arrived, the audio of frames t < N − R is final
-  and can be handed out; the last R frames wait for more input or for the end.
-
-Both reproduce ``generator(mel)`` to float rounding. Zero-masking the padding inside the
-network would not: the anti-aliased activations replicate-pad at the signal's ends.
+Padded batches rest on the generator's receptive field R (:func:`receptive_field`): the
+audio of mel frame t depends on frames t − R … t + R only, so in a batch padded to the
+longest item an item's frames t < F − R never see the padding; only its last R frames
+are recomputed alone (with R frames of left context). This reproduces ``generator(mel)``
+to float rounding. Zero-masking the padding inside the network would not: the
+anti-aliased activations replicate-pad at the signal's ends. Streams of mel chunks are in
+:mod:`snakeaudio.inference.streaming`.
 
 >>> from snakeaudio.models import Generator, preset
 >>> generator = Generator(preset("tiny_16khz_80band")).prepare_for_inference()
->>> mel = torch.randn(1, 80, 40)
->>> whole = generator(mel)  # (1, 80, 40) -> (1, 1, 40 · 256)
->>> streamed = torch.cat(list(stream_synthesis(generator, mel.split(7, dim=-1))), dim=-1)
->>> torch.allclose(streamed, whole[0], atol=1e-5)
-True
->>> [a.shape for a in synthesize_batch(generator, [mel[0, :, :9], mel[0]])]
+>>> mel = torch.randn(80, 40)
+>>> [a.shape for a in synthesize_batch(generator, [mel[:, :9], mel])]
 [torch.Size([1, 2304]), torch.Size([1, 10240])]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +25,7 @@ from torch import Tensor, nn
 
 from .chunked import receptive_field, synthesize_chunked
 
-__all__ = ["copy_synthesize", "stream_synthesis", "streaming_latency", "synthesize_batch"]
+__all__ = ["copy_synthesize", "synthesize_batch"]
 
 
 def _like_parameters(generator: nn.Module, x: Tensor) -> Tensor:
@@ -92,67 +85,6 @@ def synthesize_batch(generator: nn.Module, mels: Sequence[Tensor]) -> list[Tenso
             head = results[i][:, : (lengths[i] - redo) * hop]  # frames t < F_i - R: exact in the batch
             results[i] = torch.cat([head, tail[:, (width - redo) * hop :]], dim=-1)
     return results
-
-
-@torch.no_grad()
-def stream_synthesis(generator: nn.Module, mel_chunks: Iterable[Tensor]) -> Iterator[Tensor]:
-    """Vocode a mel that arrives in chunks, yielding audio as soon as it is final.
-
-    Chunks may have any number of frames (zero included). After frames up to N have
-    arrived, the audio of frames t < N − R (R = :func:`receptive_field`) cannot change any
-    more: it is computed with R frames of left context and yielded. The remaining R frames
-    are yielded when ``mel_chunks`` ends. Concatenated along the last axis, the yielded
-    pieces equal ``generator(mel)[0]`` for the whole mel, to float rounding.
-
-    A chunk of f frames costs one generator call on at most 2R + f frames; 2R frames are
-    kept between chunks. The look-ahead this costs is :func:`streaming_latency`.
-
-    Shape: chunks (num_mels, f) or (1, num_mels, f) -> pieces (1, f' · hop), on the
-    generator's device.
-    """
-    field, hop = receptive_field(generator), generator.hop_length
-    kept: Tensor | None = None  # (num_mels, n): received frames still needed as context
-    offset = 0  # index of the first kept frame in the whole stream
-    received = emitted = 0  # frames received; frames whose audio has been yielded
-
-    def audio_until(stop: int) -> Tensor:
-        """The audio of frames emitted … stop − 1, from the kept frames."""
-        start = max(0, emitted - field) - offset  # R frames of left context, or the stream's start
-        audio = generator(kept[None, :, start:])  # (1, num_mels, W) -> (1, 1, W · hop)
-        first = (emitted - offset - start) * hop
-        return audio[0, :, first : first + (stop - emitted) * hop].clone()  # (1, (stop - emitted) · hop)
-
-    for index, chunk in enumerate(mel_chunks):
-        chunk = _frames(generator, chunk, f"mel chunk {index}", batched=True)  # (num_mels, f)
-        if chunk.shape[-1] == 0:
-            continue
-        kept = chunk if kept is None else torch.cat([kept, chunk], dim=-1)
-        received += chunk.shape[-1]
-        final = received - field  # frames t < final have all R frames of right context
-        if final > emitted:
-            yield audio_until(final)
-            emitted = final
-            drop = max(0, emitted - field) - offset  # context the next step no longer needs
-            kept, offset = kept[:, drop:], offset + drop
-    if received > emitted:
-        yield audio_until(received)  # the stream's end: the last frames see the signal end, as in whole synthesis
-
-
-def streaming_latency(generator: nn.Module) -> float:
-    """Seconds of algorithmic look-ahead of :func:`stream_synthesis`.
-
-    The audio of a frame is final only once the R = :func:`receptive_field` frames after it
-    have arrived, so a stream lags its input by R · hop / sample_rate seconds. Compute time
-    and the duration of the chunks themselves come on top.
-
-    >>> from snakeaudio.models import Generator, preset
-    >>> generator = Generator(preset("tiny_16khz_80band"))
-    >>> generator.hop_length, generator.sample_rate
-    (256, 16000)
-    >>> streaming_latency(generator) == receptive_field(generator) * 256 / 16000
-    True
-    """
-    return receptive_field(generator) * generator.hop_length / generator.sample_rate
 
 
 @torch.no_grad()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
@@ -83,16 +86,33 @@ class Generator(nn.Module):
 
     def forward(self, mel: Tensor) -> Tensor:
         self.check_mel(mel)
-        x = self.conv_pre(mel)  # (B, num_mels, F) -> (B, C, F)
+        x = mel
+        for stage, _ in self.stages():
+            x = stage(x)
+        return x
+
+    def stages(self) -> list[tuple[Callable[[Tensor], Tensor], int]]:
+        """The forward pass as a chain of ``(function, upsampling ratio)``: conv_pre (1),
+        then per upsampling step the transposed convolution (r_i) and the mean of its AMP
+        blocks (1), then activation → conv_post → tanh/clamp (1). Each function maps
+        (B, C, T) to (B, C', T · ratio); streaming synthesis runs them one by one."""
+        chain: list[tuple[Callable[[Tensor], Tensor], int]] = [(self.conv_pre, 1)]
+        for i, (up, rate) in enumerate(zip(self.ups, self.config.upsample_rates)):
+            chain += [(up, rate), (partial(self._blocks, i), 1)]
+        return [*chain, (self._output, 1)]
+
+    def _blocks(self, i: int, x: Tensor) -> Tensor:
+        """The mean of the AMP blocks after upsampling step ``i``. Shape: (B, C, T) -> (B, C, T)."""
         n_kernels = len(self.config.resblock_kernel_sizes)
-        for i, up in enumerate(self.ups):
-            x = up(x)  # (B, C, T) -> (B, C/2, T·r_i)
-            blocks = self.resblocks[i * n_kernels : (i + 1) * n_kernels]
-            mean = blocks[0](x)
-            for block in blocks[1:]:
-                mean = mean.add_(block(x))  # block outputs are fresh tensors
-            x = mean.div_(n_kernels)
-        x = self.conv_post(self.activation_post(x))  # (B, C_last, F·hop) -> (B, 1, F·hop)
+        blocks = self.resblocks[i * n_kernels : (i + 1) * n_kernels]
+        mean = blocks[0](x)
+        for block in blocks[1:]:
+            mean = mean.add_(block(x))  # block outputs are fresh tensors
+        return mean.div_(n_kernels)
+
+    def _output(self, x: Tensor) -> Tensor:
+        """Shape: (B, C_last, T) -> (B, 1, T)."""
+        x = self.conv_post(self.activation_post(x))
         return torch.tanh(x) if self.config.use_tanh_at_final else x.clamp(-1.0, 1.0)
 
     def remove_weight_norm(self) -> Generator:
