@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,3 +76,13 @@ def peak_rss_growth(fn: Callable[[], object]) -> int:
     before = _status_kib("VmRSS")
     fn()
     return (_status_kib("VmHWM") - before) * 1024
+
+
+def peak_memory_in_child(script: str, *args: str) -> int:
+    """Run ``script *args`` in a fresh Python process and return the last integer it prints
+    (its :func:`peak_rss_growth`). glibc's malloc there hands every allocation over 64 KiB
+    straight back to the system when freed, so the peak follows the tensors that are alive
+    rather than what earlier steps left cached in its arenas."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True, env=env)
+    return int(out.stdout.strip().splitlines()[-1])

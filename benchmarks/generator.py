@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 from bigvgan.bigvgan import BigVGAN
 from bigvgan.env import AttrDict
-from common import mib, peak_rss_growth, time_side_by_side
+from common import mib, peak_memory_in_child, peak_rss_growth, time_side_by_side
 
 from snakeaudio.models import Generator, GeneratorConfig, convert_bigvgan_state_dict
 
@@ -74,13 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time_side_by_side({"ref": lambda: ref(mel), "ours": lambda: ours(mel)}, repeats=repeats, warmup=0)
         print(f"{seconds:>5g}s {'inference':<12} {t['ref']:9.2f}s {t['ours']:10.2f}s {t['ref'] / t['ours']:6.2f}x"
               f"  (RTF {t['ref'] / seconds:.2f} vs {t['ours'] / seconds:.2f}; max |difference| {diff:.1e})")  # fmt: skip
-        peaks = {}
-        for which in ("bigvgan", "snakeaudio"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--peak-memory-child", which, str(frames)],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            peaks[which] = int(out.stdout.strip().splitlines()[-1])
+        peaks = {which: peak_memory_in_child(__file__, "--peak-memory-child", which, str(frames)) for which in ("bigvgan", "snakeaudio")}
         print(f"{seconds:>5g}s {'peak memory':<12} {mib(peaks['bigvgan']):>10} {mib(peaks['snakeaudio']):>11}"
               f" {peaks['bigvgan'] / peaks['snakeaudio']:6.2f}x")
     if args.profile:

@@ -3,8 +3,9 @@ weights run by NVIDIA's BigVGAN code, side by side in one process.
 
 RTF = seconds of compute per second of audio (< 1 is faster than real time). Measured for
 whole-input synthesis, for the exact chunked synthesis the `snakeaudio synthesize` command
-uses, and for streaming in chunks of one mel frame, 0.1 s and 0.5 s (stage by stage, each
-stage recomputing only its own few samples of left context per chunk).
+uses, and for streaming in chunks of one mel frame, 0.1 s and 0.5 s: stage by stage (each
+stage recomputing only its own few samples of left context per chunk) and whole (each chunk
+recomputing the receptive field of left context through every layer; the shorter look-ahead).
 
 Run: python benchmarks/inference.py [--model NAME_OR_FOLDER] [--seconds 10] [--repeats 3]
 """
@@ -38,8 +39,8 @@ def bigvgan_with_weights_of(model) -> BigVGAN:
     return ref.eval()
 
 
-def stream(model, mel, chunk: int) -> None:
-    for _ in stream_synthesis(model, (mel[..., i : i + chunk] for i in range(0, mel.shape[-1], chunk))):
+def stream(model, mel, chunk: int, stagewise: bool) -> None:
+    for _ in stream_synthesis(model, mel.split(chunk, dim=-1), stagewise=stagewise):
         pass
 
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bigvgan": lambda: ref(mel),
                 "whole": lambda: ours(mel),
                 "chunked": lambda: synthesize_chunked(ours, mel, chunk),
-                **{f"stream {n}": (lambda n=n: stream(ours, mel, n)) for n in stream_chunks},
+                **{f"stream {n} {w}": (lambda n=n, w=w: stream(ours, mel, n, w)) for n in stream_chunks for w in (True, False)},
             },
             repeats=args.repeats,
             warmup=1,
@@ -71,16 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     seconds = frames * hop / sr
     print(f"{args.model}: {sum(p.numel() for p in ours.parameters()) / 1e6:.2f} M parameters, {sr} Hz; "
           f"{seconds:.1f} s of audio, float32, {torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
-    print(f"max |snakeaudio - bigvgan| = {difference:.1e}; streaming look-ahead {streaming_latency(ours) * 1000:.0f} ms")
-    print(f"{'synthesis':<38} {'RTF':>6} {'vs bigvgan':>11}")
+    print(f"max |snakeaudio - bigvgan| = {difference:.1e}; streaming look-ahead {streaming_latency(ours) * 1000:.0f} ms "
+          f"stagewise, {streaming_latency(ours, stagewise=False) * 1000:.0f} ms whole")  # fmt: skip
+    print(f"{'synthesis':<50} {'RTF':>6} {'vs bigvgan':>11}")
     rows = {
         "bigvgan (same weights, whole)": t["bigvgan"],
         "snakeaudio whole": t["whole"],
         f"snakeaudio chunked ({chunk} frames)": t["chunked"],
-        **{f"snakeaudio streaming ({n}-frame chunks)": t[f"stream {n}"] for n in stream_chunks},
+        **{
+            f"snakeaudio streaming {'stagewise' if w else 'whole'} ({n}-frame chunks)": t[f"stream {n} {w}"]
+            for w in (True, False) for n in stream_chunks
+        },
     }
     for name, value in rows.items():
-        print(f"{name:<38} {value / seconds:6.3f} {t['bigvgan'] / value:10.2f}x")
+        print(f"{name:<50} {value / seconds:6.3f} {t['bigvgan'] / value:10.2f}x")
     return 0
 
 

@@ -4,7 +4,8 @@ Both trainers use the same configuration, initial weights, discriminators, optim
 batches; only the generator's anti-aliased activations differ (snakeaudio's fused
 ``AntiAliasedActivation1d`` vs BigVGAN's ``Activation1d`` wrapping its ``SnakeBeta``).
 Steps per second are measured side by side in one process; peak memory of one step in a
-fresh subprocess per variant (growth of the peak RSS during the step).
+fresh subprocess per variant (growth of the peak RSS during the step, with large allocations
+returned to the system when freed).
 
 Run: python benchmarks/train_step.py [--steps 5] [--preset small_24khz_100band]
 """
@@ -12,14 +13,12 @@ Run: python benchmarks/train_step.py [--steps 5] [--preset small_24khz_100band]
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 
 import torch
 from bigvgan.activations import SnakeBeta as BigVGANSnakeBeta
 from bigvgan.alias_free_activation.torch.act import Activation1d
-from common import mib, peak_rss_growth, time_side_by_side
+from common import mib, peak_memory_in_child, peak_rss_growth, time_side_by_side
 
 from snakeaudio.models import Generator
 from snakeaudio.train import TrainConfig, Trainer
@@ -77,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"without any activation: {1 / t['identity']:.2f} steps/s, so no activation can make this step more than "
           f"{t['bigvgan'] / t['identity']:.2f}x faster than BigVGAN's; the activations take "
           f"{1 - t['identity'] / t['bigvgan']:.0%} of its step and {max(0.0, 1 - t['identity'] / t['snakeaudio']):.0%} of ours")
-    peaks = {}
-    for variant in ("bigvgan", "snakeaudio"):
-        out = subprocess.run([sys.executable, __file__, "--preset", args.preset, "--peak-memory-child", variant],
-                             capture_output=True, text=True, check=True)  # fmt: skip
-        peaks[variant] = int(out.stdout.strip().splitlines()[-1])
+    peaks = {v: peak_memory_in_child(__file__, "--preset", args.preset, "--peak-memory-child", v) for v in ("bigvgan", "snakeaudio")}
     print(f"{'peak memory/step':<18} {mib(peaks['bigvgan']):>12} {mib(peaks['snakeaudio']):>11} {peaks['bigvgan'] / peaks['snakeaudio']:6.2f}x")
     return 0
 

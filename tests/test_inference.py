@@ -170,12 +170,13 @@ def test_stream_equals_whole(generator, sizes):
     torch.testing.assert_close(torch.cat(pieces, dim=-1), _whole(generator, mel), atol=1e-5, rtol=0)
 
 
-def _lookahead_frames(generator):
-    return round(streaming_latency(generator) * generator.sample_rate / generator.hop_length)
+def _lookahead_frames(generator, stagewise=True):
+    return round(streaming_latency(generator, stagewise=stagewise) * generator.sample_rate / generator.hop_length)
 
 
-def test_stream_yields_audio_as_soon_as_final(generator):
-    field, hop = _lookahead_frames(generator), generator.hop_length
+@pytest.mark.parametrize("stagewise", [True, False])
+def test_stream_yields_audio_as_soon_as_final(generator, stagewise):
+    field, hop = _lookahead_frames(generator, stagewise), generator.hop_length
     mel = torch.randn(1, 80, 30)
     received, ended = 0, False
 
@@ -188,7 +189,7 @@ def test_stream_yields_audio_as_soon_as_final(generator):
         ended = True
 
     produced = []
-    for piece in stream_synthesis(generator, source()):
+    for piece in stream_synthesis(generator, source(), stagewise=stagewise):
         produced.append(sum(produced[-1:]) + piece.shape[-1] // hop)
         assert produced[-1] == (30 if ended else received - field)  # every frame that is final, and no more
     assert produced[-1] == 30 and len(produced) > 2
@@ -197,29 +198,18 @@ def test_stream_yields_audio_as_soon_as_final(generator):
         list(stream_synthesis(generator, [mel[0, :, :3], torch.randn(2, 80, 3)]))
 
 
-class _Whole(torch.nn.Module):
-    """A generator without ``stages()``: streamed whole, with its receptive field of context."""
-
-    def __init__(self, generator):
-        super().__init__()
-        self.generator = generator
-        self.hop_length, self.num_mels, self.sample_rate = generator.hop_length, generator.num_mels, generator.sample_rate
-
-    def forward(self, mel):
-        return self.generator(mel)
-
-
 def test_streaming_latency(generator):
     field, upsamplings = receptive_field(generator), len(generator.config.upsample_rates)
     # Stage by stage, each upsampling step rounds its look-ahead up to whole input samples.
     assert field <= _lookahead_frames(generator) <= field + upsamplings
-    assert streaming_latency(_Whole(generator)) == pytest.approx(field * generator.hop_length / generator.sample_rate)
-    assert 0 < streaming_latency(generator) < 1
+    whole = streaming_latency(generator, stagewise=False)
+    assert whole == pytest.approx(field * generator.hop_length / generator.sample_rate)
+    assert 0 < whole <= streaming_latency(generator) < 1
 
 
-def test_stream_of_a_generator_without_stages_equals_whole(generator):
+def test_stream_of_the_whole_generator_equals_whole(generator):
     mel = torch.randn(80, 30)
-    pieces = list(stream_synthesis(_Whole(generator), _chunks(mel, [4, 1, 0, 20, 5])))
+    pieces = list(stream_synthesis(generator, _chunks(mel, [4, 1, 0, 20, 5]), stagewise=False))
     torch.testing.assert_close(torch.cat(pieces, dim=-1), _whole(generator, mel), atol=1e-5, rtol=0)
 
 

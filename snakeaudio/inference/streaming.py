@@ -6,9 +6,9 @@ output layer) keeps only the few samples of left context its own kernels need, a
 on an output sample once every input sample it depends on has arrived. A chunk therefore
 costs about what it would cost inside whole-input synthesis, plus each stage's context.
 
-Other generators are streamed whole: every chunk is vocoded again with the generator's
-receptive field of left context, which is exact too but recomputes that context at every
-layer.
+Other generators, or any generator with ``stagewise=False``, are streamed whole: every
+chunk is vocoded again with the generator's receptive field of left context, which is exact
+too and has the shortest look-ahead, but recomputes that context at every layer.
 
 The supports (how many input samples to the left and right an output of a stage depends
 on) are measured once per generator by back-propagation, like the receptive field.
@@ -109,10 +109,10 @@ def _supports(generator: nn.Module) -> list[_Support]:
     return measure_once(_SUPPORTS, generator, _measure)
 
 
-def _chain(generator: nn.Module) -> list[tuple[Stage, _Support]]:
+def _chain(generator: nn.Module, stagewise: bool) -> list[tuple[Stage, _Support]]:
     """The stages a stream runs: the generator's own, or the whole generator as one stage
     whose support is its receptive field."""
-    if hasattr(generator, "stages"):
+    if stagewise and hasattr(generator, "stages"):
         return [(stage, support) for (stage, _), support in zip(generator.stages(), _supports(generator))]
     field = receptive_field(generator)
     return [(generator, _Support(generator.hop_length, field, field))]
@@ -145,18 +145,18 @@ class _StageStream:
         return out
 
 
-def _lookahead(generator: nn.Module) -> int:
+def _lookahead(generator: nn.Module, stagewise: bool) -> int:
     """Mel frames after a frame that must arrive before its audio is final."""
     hop = generator.hop_length
     received = 1 << 16  # frames: far more than the context of any stage
     final = received
-    for _, support in _chain(generator):
+    for _, support in _chain(generator, stagewise):
         final = (final - support.right) * support.ratio  # each stage's final outputs
     return math.ceil((received * hop - final) / hop)
 
 
 @torch.no_grad()
-def stream_synthesis(generator: nn.Module, mel_chunks: Iterable[Tensor]) -> Iterator[Tensor]:
+def stream_synthesis(generator: nn.Module, mel_chunks: Iterable[Tensor], *, stagewise: bool = True) -> Iterator[Tensor]:
     """Vocode a mel that arrives in chunks, yielding audio as soon as it is final.
 
     Chunks may have any number of frames (zero included). After frames up to N have
@@ -165,15 +165,22 @@ def stream_synthesis(generator: nn.Module, mel_chunks: Iterable[Tensor]) -> Iter
     Concatenated along the last axis, the pieces equal ``generator(mel)[0]`` for the
     whole mel, to float rounding.
 
-    A generator with ``stages()`` (:class:`~snakeaudio.models.Generator`) is streamed
-    stage by stage, each keeping only its own context; any other generator is re-run on
-    each chunk with its receptive field of left context.
+    Two ways to get there:
+
+    - ``stagewise=True`` (a generator with ``stages()``, such as
+      :class:`~snakeaudio.models.Generator`): stage by stage, each stage keeping only its own
+      context. Each chunk costs little more than its share of whole-input synthesis; the
+      look-ahead is a few frames longer than the receptive field, as every upsampling step
+      rounds it up to whole input samples.
+    - ``stagewise=False`` (and any other generator): the whole generator is re-run on each
+      chunk with the receptive field R of context on the left. The look-ahead is R itself,
+      the shortest possible, but every chunk recomputes 2R frames' worth of every layer.
 
     Shape: chunks (num_mels, f) or (1, num_mels, f) -> pieces (1, f' · hop), on the
     generator's device.
     """
     hop = generator.hop_length
-    streams = [_StageStream(stage, support) for stage, support in _chain(generator)]
+    streams = [_StageStream(stage, support) for stage, support in _chain(generator, stagewise)]
 
     def push(x: Tensor | None, end: bool) -> Tensor | None:
         for stream in streams:
@@ -201,12 +208,11 @@ def stream_synthesis(generator: nn.Module, mel_chunks: Iterable[Tensor]) -> Iter
             yield torch.cat(tail, dim=-1)
 
 
-def streaming_latency(generator: nn.Module) -> float:
-    """Seconds of algorithmic look-ahead of :func:`stream_synthesis`.
+def streaming_latency(generator: nn.Module, *, stagewise: bool = True) -> float:
+    """Seconds of algorithmic look-ahead of :func:`stream_synthesis` (with the same ``stagewise``).
 
     The audio of a frame is final only once the L frames after it have arrived, so a
-    stream lags its input by L · hop / sample_rate seconds. L is the receptive field, or a
-    frame or two more where per-stage rounding adds up. Compute time and the duration of
-    the chunks themselves come on top.
+    stream lags its input by L · hop / sample_rate seconds. Compute time and the duration
+    of the chunks themselves come on top.
     """
-    return _lookahead(generator) * generator.hop_length / generator.sample_rate
+    return _lookahead(generator, stagewise) * generator.hop_length / generator.sample_rate
