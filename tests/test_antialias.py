@@ -199,6 +199,24 @@ def test_scalar_alpha_snake_is_fused():
     torch.testing.assert_close(ga, gr, rtol=1e-4, atol=1e-4)
 
 
+@needs_kernel
+@pytest.mark.parametrize("activation", [lambda: SnakeBeta(6, log_scale=True), lambda: Snake(alpha=1.3)])
+def test_inference_follows_parameter_updates(activation):
+    """Without autograd the fused path reuses its prepared parameters until they change."""
+    act = AntiAliasedActivation1d(activation())
+    x = torch.randn(2, 6, 80)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            torch.testing.assert_close(act(x), act.reference(x), atol=1e-5, rtol=0)
+            act.act.alpha.add_(0.3)  # in place, as an optimiser step does
+            torch.testing.assert_close(act(x), act.reference(x), atol=1e-5, rtol=0)
+    act.act.alpha = nn.Parameter(act.act.alpha.detach() + 0.25)  # a new tensor
+    with torch.no_grad():
+        torch.testing.assert_close(act(x), act.reference(x), atol=1e-5, rtol=0)
+    y = act(x.requires_grad_(True))
+    assert y.grad_fn is not None  # with autograd, the differentiable path
+
+
 @pytest.mark.parametrize("alpha", [0.0, -0.5, -1e-30])
 def test_nonpositive_alpha_never_nan(alpha):
     act = AntiAliasedActivation1d(SnakeBeta(3, alpha=alpha))

@@ -178,6 +178,7 @@ class AntiAliasedActivation1d(nn.Module):
             self.register_buffer("up_base", torch.tensor(base, dtype=torch.int64), persistent=False)
             self.register_buffer("down_taps", self.downsample.lowpass.filter.view(-1).clone(), persistent=False)
             self.down_pad = self.downsample.lowpass.pad_left
+        self._prepared: tuple[tuple, tuple[Tensor, Tensor]] | None = None
 
     def reference(self, x: Tensor) -> Tensor:
         """The plain-torch path, op for op BigVGAN's ``Activation1d``."""
@@ -212,7 +213,24 @@ class AntiAliasedActivation1d(nn.Module):
         if not self._fused_available(x):
             return self.reference(x)
         act = self.act
-        beta = act.magnitude() if isinstance(act, SnakeBeta) else None
-        return _AntiAliasedSnakeFunction.apply(
-            x, act.frequency(), beta, self.up_weight, self.up_base, self.down_taps, self.down_pad
-        )
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in act.parameters())):
+            beta = act.magnitude() if isinstance(act, SnakeBeta) else None
+            return _AntiAliasedSnakeFunction.apply(
+                x, act.frequency(), beta, self.up_weight, self.up_base, self.down_taps, self.down_pad
+            )
+        # Inference: no autograd node, and the parameters prepared once until they change.
+        dtype = x.dtype if x.device.type == "cuda" else _compute_dtype(x.dtype)
+        a, inv = self._inference_parameters(x.shape[1])
+        return _aa_forward(x.to(dtype), a, inv, self.up_weight, self.up_base, self.down_taps, self.down_pad).to(x.dtype)
+
+    def _inference_parameters(self, channels: int) -> tuple[Tensor, Tensor]:
+        """α and 1/β (or 1/α) per channel as the kernels take them, cached while the
+        parameters' storage and version counters stay the same (an in-place update or a
+        move invalidates it)."""
+        key = (channels, *((p.data_ptr(), p._version, p.device, p.dtype) for p in self.act.parameters()))
+        if self._prepared is None or self._prepared[0] != key:
+            with torch.no_grad():
+                beta = self.act.magnitude() if isinstance(self.act, SnakeBeta) else None
+                prepared = _prepared_parameters(self.act.frequency(), beta, channels, torch.float32)
+            self._prepared = (key, prepared)
+        return self._prepared[1]
