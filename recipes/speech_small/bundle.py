@@ -70,7 +70,7 @@ fmin {model.config.fmin:g} Hz, fmax {model.config.fmax or model.sample_rate / 2:
 
 ## Training
 Recipe `recipes/speech_small` (`snakeaudio train recipes/speech_small/config.json --output runs/speech_small`),
-on 2 CPU cores: {step} steps of batch {opt['batch_size']} × {opt['segment_size']} samples, {hours:.1f} h of training.
+on 2 CPU cores: {step} steps of batch {opt['batch_size']} × {opt['segment_size']} samples, {hours:.1f} h of training (wall clock, including any time the process was paused).
 The first {opt.get('discriminator_start', 0)} steps train the generator on BigVGAN-v2's multi-scale mel loss alone;
 {'the adversarial stage (MPD + MRD) has not started yet' if not adversarial else f'then {adversarial} steps with MPD + MRD discriminators (width ×{opt["discriminator_channel_mult"]:g})'}.
 Data: the recipe's offline corpus (`recipes/speech_small/prepare_data.py`; see its README for the voices,
