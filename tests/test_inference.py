@@ -205,6 +205,10 @@ def test_streaming_latency(generator):
     whole = streaming_latency(generator, stagewise=False)
     assert whole == pytest.approx(field * generator.hop_length / generator.sample_rate)
     assert 0 < whole <= streaming_latency(generator) < 1
+    # The stage supports are measured like the receptive field: on a float32 copy, not under inference mode.
+    assert streaming_latency(copy.deepcopy(generator).to(torch.bfloat16)) == streaming_latency(generator)
+    with torch.inference_mode(), pytest.raises(ValueError, match="created under torch.inference_mode"):
+        streaming_latency(copy.deepcopy(generator))
 
 
 def test_stream_of_the_whole_generator_equals_whole(generator):

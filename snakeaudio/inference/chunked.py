@@ -74,7 +74,7 @@ def measure_once(cache: weakref.WeakKeyDictionary, generator: nn.Module, measure
         if any(t.is_inference() for t in (*generator.parameters(), *generator.buffers())):
             raise ValueError(
                 "the generator's tensors were created under torch.inference_mode(), which rules out the backprop "
-                "that measures its receptive field; create or load it outside inference mode (no_grad is fine)"
+                "that measures its receptive field and stage supports; create or load it outside inference mode (no_grad is fine)"
             )
         first = next(generator.parameters(), None)
         if first is None or (first.device.type == "cpu" and first.dtype == torch.float32):
