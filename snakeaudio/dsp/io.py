@@ -14,7 +14,7 @@ import pickle
 import re
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +29,13 @@ AUDIO_FILE_SUFFIXES = (".wav", ".flac", ".ogg")
 MEL_FILE_SUFFIXES = (".npy", ".pt")
 
 
-def audio_files(folder: str | Path) -> list[Path]:
-    """Audio files (wav, flac, ogg, any letter case) under ``folder`` and its subfolders, sorted."""
+def audio_files(folder: str | Path, suffixes: Sequence[str] = AUDIO_FILE_SUFFIXES) -> list[Path]:
+    """Files with these suffixes (by default audio: wav, flac, ogg; any letter case) under
+    ``folder`` and its subfolders, sorted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder at {folder}")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_FILE_SUFFIXES)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
 def read_audio(path: str | Path, sample_rate: int) -> Tensor:

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..dsp.io import AUDIO_FILE_SUFFIXES, MEL_FILE_SUFFIXES, read_audio, read_mel
+from ..dsp.io import AUDIO_FILE_SUFFIXES, MEL_FILE_SUFFIXES, audio_files, read_audio, read_mel
 from .chunked import synthesize_chunked
-from .synthesis import _like_parameters, synthesize_batch
+from .synthesis import _fit_length, _like_parameters, synthesize_batch
 
 __all__ = ["EXAMPLE_INPUT", "Job", "Synthesized", "plan_jobs", "synthesize_files"]
 
@@ -50,7 +50,7 @@ def plan_jobs(inputs: Sequence[str | Path], output: str | Path) -> list[Job]:
     jobs: list[Job] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_FILE_SUFFIXES + MEL_FILE_SUFFIXES)
+            found = audio_files(item, AUDIO_FILE_SUFFIXES + MEL_FILE_SUFFIXES)
             if not found:
                 raise ValueError(f"no {_INPUT_KINDS} files under {item}")
             jobs += [Job(p, output / p.relative_to(item).with_suffix(".wav")) for p in found]
@@ -117,6 +117,4 @@ def synthesize_files(
         else:
             audios = synthesize_batch(generator, mels)
         for (job, mel, length), audio in zip(loaded, audios):
-            audio = audio.reshape(-1)[:length]
-            audio = nn.functional.pad(audio, (0, length - audio.numel()))  # the last part-frame of an audio input
-            yield Synthesized(job, audio.cpu(), mel.cpu())
+            yield Synthesized(job, _fit_length(audio, length).cpu(), mel.cpu())

@@ -34,6 +34,12 @@ def _like_parameters(generator: nn.Module, x: Tensor) -> Tensor:
     return x.to(device=first.device, dtype=first.dtype)
 
 
+def _fit_length(audio: Tensor, length: int) -> Tensor:
+    """(..., F · hop) -> (length,): cut, or zero-padded over an audio input's last part-frame."""
+    audio = audio.reshape(-1)[:length]
+    return F.pad(audio, (0, length - audio.numel()))
+
+
 def _frames(generator: nn.Module, mel: object, name: str, *, batched: bool) -> Tensor:
     """Check one mel (num_mels, F) (or (1, num_mels, F) when ``batched``) and return it as (num_mels, F)."""
     shape = tuple(mel.shape) if isinstance(mel, Tensor) else type(mel).__name__
@@ -105,5 +111,4 @@ def copy_synthesize(generator: nn.Module, wav: Tensor, chunk_frames: int | None 
     mel = generator.mel(wav.to(first.device)[None])  # (T,) -> (1, num_mels, F)
     mel = _like_parameters(generator, mel)
     audio = generator(mel) if chunk_frames is None else synthesize_chunked(generator, mel, chunk_frames)
-    audio = audio.reshape(-1)[: wav.numel()]  # (1, 1, F · hop) -> (min(F · hop, T),)
-    return F.pad(audio, (0, wav.numel() - audio.numel()))
+    return _fit_length(audio, wav.numel())

@@ -51,9 +51,10 @@ def available_models() -> list[str]:
 
 
 def bundled_model_path(name: str) -> Path:
-    """The folder of a bundled model; ``ValueError`` listing the bundled names otherwise."""
+    """The folder of a bundled model; ``FileNotFoundError`` listing the bundled names otherwise."""
     if name not in available_models():
-        raise ValueError(f"no bundled model named {name!r}; bundled models: {', '.join(available_models()) or 'none'}")
+        bundled = ", ".join(available_models()) or "none"
+        raise FileNotFoundError(f"{name!r} is neither a model folder nor a bundled model (bundled: {bundled})")
     return BUNDLED / name
 
 
@@ -138,11 +139,7 @@ def from_pretrained(path_or_name: str | os.PathLike, map_location: str | torch.d
     """
     folder = Path(path_or_name)
     if not folder.is_dir():
-        if str(path_or_name) in available_models():
-            folder = BUNDLED / str(path_or_name)
-        else:
-            bundled = ", ".join(available_models()) or "none"
-            raise FileNotFoundError(f"{str(path_or_name)!r} is neither a model folder nor a bundled model (bundled: {bundled})")
+        folder = bundled_model_path(str(path_or_name))
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}")
