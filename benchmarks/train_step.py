@@ -8,12 +8,19 @@ fresh subprocess per variant (growth of the peak RSS during the step, with large
 returned to the system when freed).
 
 Run: python benchmarks/train_step.py [--steps 5] [--preset small_24khz_100band]
+     python benchmarks/train_step.py --config recipes/tones/config.json   # a recipe's generator and batch
+
+The default is the ``speech_small`` generator with batch 4 × 8192 samples and MPD + MRD at
+half width; ``--config`` takes the generator and training settings of a recipe instead (the
+step always includes the discriminators, whatever the recipe's ``discriminator_start``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
+from pathlib import Path
 
 import torch
 from bigvgan.activations import SnakeBeta as BigVGANSnakeBeta
@@ -24,14 +31,21 @@ from snakeaudio.models import Generator
 from snakeaudio.train import TrainConfig, Trainer
 
 
-def make_trainer(variant: str, preset_name: str, folder: str) -> Trainer:
-    config = TrainConfig.from_dict(
-        {
-            "generator": {"preset": preset_name},
-            "data": {"kind": "tones"},
-            "training": {"batch_size": 4, "segment_size": 8192, "discriminator_channel_mult": 0.5},
-        }
-    )
+def benchmark_config(preset_name: str, recipe: Path | None) -> TrainConfig:
+    """The recipe's config on synthetic tones with adversarial steps from the start, or the preset's."""
+    if recipe is None:
+        raw = {"generator": {"preset": preset_name}, "training": {"batch_size": 4, "segment_size": 8192, "discriminator_channel_mult": 0.5}}
+    else:
+        raw = json.loads(recipe.read_text())
+    raw["data"] = {"kind": "tones"}
+    raw["training"] = {**raw["training"], "discriminator_start": 0, "num_workers": 0}
+    config = TrainConfig.from_dict(raw)
+    if config.generator.activation != "snakebeta" or not config.generator.anti_alias:
+        raise SystemExit("the comparison needs a generator with anti-aliased SnakeBeta, BigVGAN's activation")
+    return config
+
+
+def make_trainer(variant: str, config: TrainConfig, folder: str) -> Trainer:
     trainer = Trainer(config, folder, device="cpu")
     if variant in ("bigvgan", "identity"):
         log_scale = config.generator.snake_logscale
@@ -44,7 +58,7 @@ def make_trainer(variant: str, preset_name: str, folder: str) -> Trainer:
         assert all(k.endswith(".filter") for k in missing)  # BigVGAN also stores its filters
         assert not unexpected or variant == "identity"
         trainer.generator = trainer._g = g
-        trainer.opt_g = torch.optim.AdamW(g.parameters(), config.training.learning_rate, betas=(0.8, 0.99))
+        trainer.opt_g = torch.optim.AdamW(g.parameters(), config.training.learning_rate, betas=(config.training.adam_b1, config.training.adam_b2))
         trainer.sched_g = torch.optim.lr_scheduler.ExponentialLR(trainer.opt_g, config.training.lr_decay)
     return trainer
 
@@ -57,26 +71,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--preset", default="small_24khz_100band")
+    parser.add_argument("--config", type=Path, help="a recipe's training config (overrides --preset)")
     parser.add_argument("--peak-memory-child", metavar="VARIANT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
+    config = benchmark_config(args.preset, args.config)
     with tempfile.TemporaryDirectory() as tmp:
         if args.peak_memory_child:
-            trainer = make_trainer(args.peak_memory_child, args.preset, tmp)
+            trainer = make_trainer(args.peak_memory_child, config, tmp)
             wav = batch(trainer)
             trainer.train_step(wav)  # warm up
             print(peak_rss_growth(lambda: trainer.train_step(wav)))
             return 0
-        trainers = {name: make_trainer(name, args.preset, f"{tmp}/{name}") for name in ("bigvgan", "snakeaudio", "identity")}
+        trainers = {name: make_trainer(name, config, f"{tmp}/{name}") for name in ("bigvgan", "snakeaudio", "identity")}
         wav = batch(trainers["snakeaudio"])
         t = time_side_by_side({name: (lambda tr=tr: tr.train_step(wav)) for name, tr in trainers.items()}, repeats=args.steps, warmup=1)
-    print(f"{args.preset}, batch 4 × 8192 samples, MPD + MRD at half width, float32, {torch.get_num_threads()} threads")
+    opt = config.training
+    print(
+        f"{args.config or args.preset}: {sum(p.numel() for p in trainers['snakeaudio'].generator.parameters()) / 1e6:.2f} M generator "
+        f"parameters, batch {opt.batch_size} × {opt.segment_size} samples, {' + '.join(d.upper() for d in opt.discriminators)} "
+        f"at width {opt.discriminator_channel_mult:g}, float32, {torch.get_num_threads()} threads"
+    )
     print(f"{'':<18} {'bigvgan act':>12} {'snakeaudio':>11} {'ratio':>7}")
     print(f"{'steps/s':<18} {1 / t['bigvgan']:12.2f} {1 / t['snakeaudio']:11.2f} {t['bigvgan'] / t['snakeaudio']:6.2f}x")
     print(f"without any activation: {1 / t['identity']:.2f} steps/s, so no activation can make this step more than "
           f"{t['bigvgan'] / t['identity']:.2f}x faster than BigVGAN's; the activations take "
           f"{1 - t['identity'] / t['bigvgan']:.0%} of its step and {max(0.0, 1 - t['identity'] / t['snakeaudio']):.0%} of ours")
-    peaks = {v: peak_memory_in_child(__file__, "--preset", args.preset, "--peak-memory-child", v) for v in ("bigvgan", "snakeaudio")}
+    source = ["--config", str(args.config)] if args.config else ["--preset", args.preset]
+    peaks = {v: peak_memory_in_child(__file__, *source, "--peak-memory-child", v) for v in ("bigvgan", "snakeaudio")}
     print(f"{'peak memory/step':<18} {mib(peaks['bigvgan']):>12} {mib(peaks['snakeaudio']):>11} {peaks['bigvgan'] / peaks['snakeaudio']:6.2f}x")
     return 0
 
