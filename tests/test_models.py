@@ -254,3 +254,24 @@ def test_folding_weight_norm_on_a_deep_copy_leaves_the_original_intact():
         torch.testing.assert_close(folded(mel), expected)
         torch.testing.assert_close(model(mel), expected)  # still weight-normalised and working
     assert parametrize.is_parametrized(model.conv_pre, "weight") and not parametrize.is_parametrized(folded.conv_pre, "weight")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"anti_alias": False}, {"activation": "leakyrelu", "anti_alias": False}])
+def test_the_generator_is_shift_equivariant_by_whole_frames(overrides):
+    # Dropping the first mel frame drops the first hop of audio (away from the edges). So a
+    # steady mel, all frames equal, gives audio with period hop whatever the weights: a steady
+    # tone comes out with harmonics of sample_rate / hop unless the frames differ (recipes/tones).
+    config = preset("tiny_16khz_80band").replace(upsample_initial_channel=32, **overrides)
+    model = Generator(config).eval().double()
+    hop, edge = config.hop_size, 12  # frames left out at each end: more than the receptive field reaches
+    mel = torch.randn(1, 80, 40, dtype=torch.float64)
+    steady = torch.randn(1, 80, 1, dtype=torch.float64).expand(1, 80, 40)
+    with torch.no_grad():
+        audio, later = model(mel)[0, 0], model(mel[..., 1:])[0, 0]
+        torch.testing.assert_close(later[edge * hop : -edge * hop], audio[(edge + 1) * hop : -edge * hop])
+        buzz = model(steady)[0, 0, edge * hop : -edge * hop]
+    def mismatch(lag: int) -> float:
+        return (buzz[lag:] - buzz[:-lag]).abs().max().item()
+
+    assert mismatch(hop) <= 1e-9 * mismatch(hop // 2)  # exactly periodic in the hop (to float64 rounding), not in half of it
+    assert mismatch(hop // 2) > 0

@@ -42,7 +42,7 @@ def test_variant_configs_differ_only_in_the_activation():
 
 def test_quick_ablation_writes_a_finite_table(tmp_path, capsys):
     ablation = _ablation()
-    assert ablation.main(["--quick", "-o", str(tmp_path)]) == 0
+    assert ablation.main(["--quick", "-o", str(tmp_path), "--jobs", "2"]) == 0
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["variants"]) == set(ablation.VARIANTS)
@@ -64,4 +64,5 @@ def test_quick_ablation_writes_a_finite_table(tmp_path, capsys):
     assert table.splitlines()[-1] in capsys.readouterr().out
 
     # Rerunning trains nothing: every run is finished.
-    assert ablation.train_variant(tmp_path / "leakyrelu.json", tmp_path / "leakyrelu", 3) == 0.0
+    run = tmp_path / "leakyrelu"
+    assert ablation.train_variants({run: tmp_path / "leakyrelu.json"}, 3) == {run: 0.0}

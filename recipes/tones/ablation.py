@@ -6,6 +6,7 @@ evaluates them by copy-synthesis (wav → ``model.mel(wav)`` → ``model(mel)``)
 single-note tones, inside the training f0 range and below/above it::
 
     python recipes/tones/ablation.py -o outputs/tones            # full run
+    python recipes/tones/ablation.py -o outputs/tones --jobs 3   # the three trainings at once
     python recipes/tones/ablation.py -o /tmp/tones --quick       # seconds, for tests
 
 Writes ``OUTPUT/<variant>.json`` (the variant configs), ``OUTPUT/<variant>/`` (the runs),
@@ -15,8 +16,10 @@ Writes ``OUTPUT/<variant>.json`` (the variant configs), ``OUTPUT/<variant>/`` (t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -92,20 +95,41 @@ def trained_steps(run: Path) -> int:
     return int(checkpoint.name.split("_")[1]) if checkpoint else 0
 
 
-def train_variant(config_path: Path, run: Path, max_steps: int) -> float:
-    """Train (or resume) ``run`` to ``max_steps`` with the CLI; returns this call's wall time in s.
+def train_variants(runs: dict[Path, Path], max_steps: int, jobs: int = 1) -> dict[Path, float]:
+    """Train (or resume) each run folder from its config to ``max_steps`` with the CLI, up to
+    ``jobs`` at once (each with ``OMP_NUM_THREADS`` = the CPU count // ``jobs``, unless set,
+    and its progress bar in ``run/train.log`` instead of the terminal when ``jobs`` > 1);
+    returns this call's wall time per run in s, 0 for runs already finished.
 
     The wall time of all calls is accumulated in ``run/wall_time_s.txt``.
     """
-    if trained_steps(run) >= max_steps:
-        return 0.0
-    command = [sys.executable, "-m", "snakeaudio.cli", "train", str(config_path), "-o", str(run), "--max-steps", str(max_steps)]
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
-    record = run / "wall_time_s.txt"
-    total = float(record.read_text()) if record.is_file() else 0.0
-    record.write_text(f"{total + elapsed:.1f}\n")
+    environment = dict(os.environ)
+    environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    pending = [(config, run) for run, config in runs.items() if trained_steps(run) < max_steps]
+    elapsed = {run: 0.0 for run in runs}
+    running: dict[Path, tuple[subprocess.Popen, float]] = {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            config, run = pending.pop(0)
+            command = [sys.executable, "-m", "snakeaudio.cli", "train", str(config), "-o", str(run), "--max-steps", str(max_steps)]
+            run.mkdir(parents=True, exist_ok=True)
+            with open(run / "train.log", "a") if jobs > 1 else contextlib.nullcontext() as log:  # the child keeps its own copy
+                running[run] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=environment), time.perf_counter()
+        time.sleep(0.2)
+        for run, (process, start) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[run]
+            if process.returncode:
+                for other, _ in running.values():
+                    other.terminate()
+                where = f" (see {run / 'train.log'})" if jobs > 1 else ""
+                raise RuntimeError(f"training {run} failed with exit status {process.returncode}{where}")
+            elapsed[run] = time.perf_counter() - start
+            print(f"{run.name}: trained to step {max_steps} in {elapsed[run]:.0f} s", flush=True)
+            record = run / "wall_time_s.txt"
+            total = float(record.read_text()) if record.is_file() else 0.0
+            record.write_text(f"{total + elapsed[run]:.1f}\n")
     return elapsed
 
 
@@ -212,8 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of an evaluation clip (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the held-out tones (default: %(default)s)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--jobs", type=int, default=1, help="variants trained at once, sharing the CPU cores (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="3 steps, 2 clips of 0.5 s: a smoke test")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.quick:
         args.steps, args.clips, args.seconds = args.steps or 3, 2, 0.5
 
@@ -225,11 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     bands = default_bands(train_config.data.f0_min, train_config.data.f0_max)
     args.output.mkdir(parents=True, exist_ok=True)
 
+    runs = {}
     for name in args.variants:  # train everything first: a crash in evaluation loses no training
         config_path = args.output / f"{name}.json"
         config_path.write_text(json.dumps(variant_config(base, VARIANTS[name], steps), indent=2) + "\n")
-        print(f"{name}: training to step {steps} in {args.output / name}", flush=True)
-        train_variant(config_path, args.output / name, steps)
+        runs[args.output / name] = config_path
+    print(f"training {', '.join(args.variants)} to step {steps} in {args.output}, {args.jobs} at a time", flush=True)
+    train_variants(runs, steps, args.jobs)
 
     print(f"analysing {args.clips} held-out clips per band", flush=True)
     sr = train_config.generator.sampling_rate
