@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
 from snakeaudio.train import TrainConfig
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tones"
@@ -59,10 +61,21 @@ def test_quick_ablation_writes_a_finite_table(tmp_path, capsys):
     assert len(rows) == 3 * 3
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        numbers = [float(c.rstrip("%")) for c in cells[5:]]
+        numbers = [float(c.rstrip("%")) for c in cells[5:-1]] + [float(c) for c in cells[-1].split("→")]
         assert all(math.isfinite(x) for x in numbers), row
     assert table.splitlines()[-1] in capsys.readouterr().out
 
     # Rerunning trains nothing: every run is finished.
     run = tmp_path / "leakyrelu"
     assert ablation.train_variants({run: tmp_path / "leakyrelu.json"}, 3) == {run: 0.0}
+
+
+def test_lag_correlation_tells_a_hop_locked_buzz_from_a_tone():
+    ablation = _ablation()
+    sr, hop = 16000, 256
+    t = torch.arange(sr) / sr
+    tone = torch.sin(2 * math.pi * 199.0 * t)  # 3.18 periods per hop
+    buzz = torch.sin(2 * math.pi * 187.5 * t)  # 3 periods per hop: on the 62.5 Hz lattice
+    assert abs(ablation.lag_correlation(tone, hop) - math.cos(2 * math.pi * 199.0 * hop / sr)) < 1e-3
+    assert ablation.lag_correlation(buzz, hop) > 0.999
+    assert ablation.lag_correlation(torch.zeros(sr), hop) == 0.0

@@ -69,6 +69,9 @@ class BandMetrics:
     voicing_f1: F1 of the output's voiced decisions against the input's (pooled).
     mel_l1: L1 between the log-mels of input and output.
     compared: fraction of input-voiced frames that are voiced in the output too.
+    hop_correlation_in, hop_correlation_out: normalised autocorrelation at a lag of one hop
+    of input and output; near 1 for the output while well below for the input means the output
+    repeats every hop, whatever the tone's period (see the README).
     """
 
     cents: float
@@ -77,6 +80,8 @@ class BandMetrics:
     voicing_f1: float
     mel_l1: float
     compared: float
+    hop_correlation_in: float
+    hop_correlation_out: float
 
 
 def variant_config(base: dict, overrides: dict, max_steps: int | None = None) -> dict:
@@ -174,16 +179,29 @@ def make_reference(band: Band, sample_rate: int, clips: int, seconds: float, see
     return reference
 
 
+def lag_correlation(wav: torch.Tensor, lag: int) -> float:
+    """Normalised correlation of ``wav`` with itself ``lag`` samples later (0 for silence).
+
+    Shape: (..., T) with T > lag -> float.
+    """
+    x = wav.reshape(-1).double()
+    a, b = x[:-lag], x[lag:]
+    energy = float(torch.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / energy if energy > 0 else 0.0
+
+
 @torch.inference_mode()
 def evaluate_band(model: torch.nn.Module, reference: Reference) -> BandMetrics:
     """Copy-synthesis metrics of ``model`` on the clips of ``reference``."""
-    cents, errors, periodicity, mel_l1 = [], [], [], []
+    cents, errors, periodicity, mel_l1, hop_in, hop_out = [], [], [], [], [], []
     tp = fp = fn = 0
     for wav, (f0_in, voiced_in, prob_in) in zip(reference.clips, reference.pyin):
         mel = model.mel(wav)  # (1, 1, T) -> (1, n_mels, F)
         out = model(mel)  # (1, n_mels, F) -> (1, 1, F·hop)
         n = min(wav.shape[-1], out.shape[-1])
         mel_l1.append(torch.nn.functional.l1_loss(model.mel(out[..., :n]), model.mel(wav[..., :n])).item())
+        hop_in.append(lag_correlation(wav, model.hop_length))
+        hop_out.append(lag_correlation(out, model.hop_length))
         f0_out, voiced_out, prob_out = _pyin(out, reference)
         frames = min(len(f0_in), len(f0_out))
         f0_in, voiced_in, prob_in = f0_in[:frames], voiced_in[:frames], prob_in[:frames]
@@ -203,6 +221,8 @@ def evaluate_band(model: torch.nn.Module, reference: Reference) -> BandMetrics:
         voicing_f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan,
         mel_l1=float(np.mean(mel_l1)),
         compared=tp / (tp + fn) if tp + fn else math.nan,
+        hop_correlation_in=float(np.mean(hop_in)),
+        hop_correlation_out=float(np.mean(hop_out)),
     )
 
 
@@ -214,15 +234,17 @@ def evaluate_run(run: Path, references: Sequence[Reference]) -> dict[str, BandMe
 def format_table(results: dict[str, dict], bands: Sequence[Band]) -> str:
     """Markdown: one row per variant and band."""
     lines = [
-        "| variant | steps | train time | band | f0 (Hz) | pitch error (cents) | >50 cents | periodicity error | voicing F1 | log-mel L1 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | steps | train time | band | f0 (Hz) | pitch error (cents) | >50 cents | periodicity error | voicing F1 "
+        "| log-mel L1 | hop-lag correlation, in → out |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
         for band in bands:
             m = result["bands"][band.name]
             lines.append(
                 f"| {name} | {result['steps']} | {result['wall_time_s']:.0f} s | {band.name} | {band.f0_min:.0f}–{band.f0_max:.0f} "
-                f"| {m['cents']:.1f} | {100 * m['gross_error']:.1f}% | {m['periodicity']:.3f} | {m['voicing_f1']:.3f} | {m['mel_l1']:.3f} |"
+                f"| {m['cents']:.1f} | {100 * m['gross_error']:.1f}% | {m['periodicity']:.3f} | {m['voicing_f1']:.3f} | {m['mel_l1']:.3f} "
+                f"| {m['hop_correlation_in']:.2f} → {m['hop_correlation_out']:.2f} |"
             )
     return "\n".join(lines)
 
