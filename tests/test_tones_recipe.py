@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from snakeaudio import DEFAULT_MODEL
 from snakeaudio.train import TrainConfig
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tones"
@@ -44,13 +45,15 @@ def test_variant_configs_differ_only_in_the_activation():
 
 def test_quick_ablation_writes_a_finite_table(tmp_path, capsys):
     ablation = _ablation()
-    assert ablation.main(["--quick", "-o", str(tmp_path), "--jobs", "2"]) == 0
+    assert ablation.main(["--quick", "-o", str(tmp_path), "--jobs", "2", "--also", DEFAULT_MODEL]) == 0
 
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["variants"]) == set(ablation.VARIANTS)
+    assert list(results["variants"]) == [*ablation.VARIANTS, DEFAULT_MODEL]
+    assert results["variants"][DEFAULT_MODEL]["steps"] is None  # a pretrained model, evaluated at its own 24 kHz
     for name, result in results["variants"].items():
-        assert result["steps"] == 3
-        assert (tmp_path / f"{name}.json").is_file() and (tmp_path / name / "model.safetensors").is_file()
+        if name in ablation.VARIANTS:
+            assert result["steps"] == 3
+            assert (tmp_path / f"{name}.json").is_file() and (tmp_path / name / "model.safetensors").is_file()
         assert {"below", "inside", "above"} <= set(result["bands"])
         for band, metrics in result["bands"].items():
             for key, value in metrics.items():
@@ -58,7 +61,7 @@ def test_quick_ablation_writes_a_finite_table(tmp_path, capsys):
 
     table = (tmp_path / "results.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
-    assert len(rows) == 3 * 3
+    assert len(rows) == 4 * 3
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         numbers = [float(c.rstrip("%")) for c in cells[5:-1]] + [float(c) for c in cells[-1].split("→")]

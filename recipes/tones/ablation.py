@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -226,9 +227,11 @@ def evaluate_band(model: torch.nn.Module, reference: Reference) -> BandMetrics:
     )
 
 
-def evaluate_run(run: Path, references: Sequence[Reference]) -> dict[str, BandMetrics]:
-    model = snakeaudio.from_pretrained(run).eval()
-    return {reference.band.name: evaluate_band(model, reference) for reference in references}
+def evaluate_model(path_or_name: str | Path, references_at: Callable[[int], Sequence[Reference]]) -> dict[str, BandMetrics]:
+    """Metrics per band of a run folder, model folder or bundled model, on the held-out clips
+    ``references_at(sample_rate)`` renders at the model's rate."""
+    model = snakeaudio.from_pretrained(path_or_name).eval()
+    return {reference.band.name: evaluate_band(model, reference) for reference in references_at(model.sample_rate)}
 
 
 def format_table(results: dict[str, dict], bands: Sequence[Band]) -> str:
@@ -239,10 +242,12 @@ def format_table(results: dict[str, dict], bands: Sequence[Band]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
+        steps, time_s = result["steps"], result["wall_time_s"]
+        trained = f"{steps} | {time_s:.0f} s" if steps is not None else "– | –"
         for band in bands:
             m = result["bands"][band.name]
             lines.append(
-                f"| {name} | {result['steps']} | {result['wall_time_s']:.0f} s | {band.name} | {band.f0_min:.0f}–{band.f0_max:.0f} "
+                f"| {name} | {trained} | {band.name} | {band.f0_min:.0f}–{band.f0_max:.0f} "
                 f"| {m['cents']:.1f} | {100 * m['gross_error']:.1f}% | {m['periodicity']:.3f} | {m['voicing_f1']:.3f} | {m['mel_l1']:.3f} "
                 f"| {m['hop_correlation_in']:.2f} → {m['hop_correlation_out']:.2f} |"
             )
@@ -259,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2024, help="seed of the held-out tones (default: %(default)s)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at once, sharing the CPU cores (default: %(default)s)")
+    parser.add_argument(
+        "--also", nargs="+", default=[], metavar="MODEL",
+        help="also evaluate these vocoders (bundled names or model folders) on the same tones, rendered at their sample rates",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="3 steps, 2 clips of 0.5 s: a smoke test")
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -283,15 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_variants(runs, steps, args.jobs)
 
     print(f"analysing {args.clips} held-out clips per band", flush=True)
-    sr = train_config.generator.sampling_rate
-    references = [make_reference(band, sr, args.clips, args.seconds, args.seed) for band in bands]
+
+    @functools.cache
+    def references_at(sample_rate: int) -> list[Reference]:
+        return [make_reference(band, sample_rate, args.clips, args.seconds, args.seed) for band in bands]
+
     results: dict[str, dict] = {}
-    for name in args.variants:
-        run = args.output / name
+    for name in [*args.variants, *args.also]:
+        run = args.output / name if name in args.variants else None
         print(f"{name}: evaluating", flush=True)
-        metrics = evaluate_run(run, references)
+        metrics = evaluate_model(run or name, references_at)
         results[name] = {
-            "steps": trained_steps(run), "wall_time_s": wall_time(run),
+            "steps": trained_steps(run) if run else None, "wall_time_s": wall_time(run) if run else None,
             "bands": {band: asdict(m) for band, m in metrics.items()},
         }  # fmt: skip
 
