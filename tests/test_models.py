@@ -270,6 +270,7 @@ def test_the_generator_is_shift_equivariant_by_whole_frames(overrides):
         audio, later = model(mel)[0, 0], model(mel[..., 1:])[0, 0]
         torch.testing.assert_close(later[edge * hop : -edge * hop], audio[(edge + 1) * hop : -edge * hop])
         buzz = model(steady)[0, 0, edge * hop : -edge * hop]
+
     def mismatch(lag: int) -> float:
         return (buzz[lag:] - buzz[:-lag]).abs().max().item()
 
