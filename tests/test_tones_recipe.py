@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from snakeaudio import DEFAULT_MODEL
@@ -82,3 +83,10 @@ def test_lag_correlation_tells_a_hop_locked_buzz_from_a_tone():
     assert abs(ablation.lag_correlation(tone, hop) - math.cos(2 * math.pi * 199.0 * hop / sr)) < 1e-3
     assert ablation.lag_correlation(buzz, hop) > 0.999
     assert ablation.lag_correlation(torch.zeros(sr), hop) == 0.0
+
+
+def test_bad_jobs_is_refused(tmp_path, capsys):
+    ablation = _ablation()
+    with pytest.raises(SystemExit):
+        ablation.main(["--quick", "-o", str(tmp_path), "--jobs", "0"])
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
