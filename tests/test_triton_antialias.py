@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -147,6 +148,32 @@ def test_half_precision_storage(kernels, dtype, with_beta):
     assert_close_to_scale(grad_alpha, grads_ref[1], 2e-6)
     if with_beta:
         assert_close_to_scale(grad_beta, grads_ref[2], 2e-6)
+
+
+def test_random_cases_through_the_module(kernels):
+    """The block with ``backend="triton"`` against its reference over random dtypes, strides
+    and parameter states (the cases of ``tests/test_fast_paths.py``, kept short for the interpreter)."""
+    from test_fast_paths import check_case, random_case
+
+    rng = random.Random(7)
+    for _ in range(5):
+        check_case(random_case(rng, longest=24, most_channels=2), "triton", inference_modes=())
+
+
+def test_rejects_what_it_cannot_read(kernels):
+    module, x, grad = make_case(True, (1, 2, 10))
+    alpha, inv_scale = _prepared_parameters(module.act.alpha.detach(), module.act.beta.detach(), 2, torch.float32)
+    tables = [module.up_weight, module.up_base, module.down_taps, module.down_pad]
+    with pytest.raises(TypeError, match="expected up_weight of dtype float32, got torch.bfloat16"):
+        kernels.aa_snake_forward_triton(x, alpha, inv_scale, tables[0].bfloat16(), *tables[1:])
+    with pytest.raises(TypeError, match="expected x of dtype float32 or float16 or bfloat16, got torch.float64"):
+        kernels.aa_snake_forward_triton(x.double(), alpha, inv_scale, *tables)
+    with pytest.raises(ValueError, match="expected x contiguous"):
+        kernels.aa_snake_forward_triton(x[..., ::2], alpha, inv_scale, *tables)
+    with pytest.raises(TypeError, match="expected grad of dtype float32, got torch.bfloat16"):
+        kernels.aa_snake_backward_triton(x, grad.bfloat16(), alpha, inv_scale, True, *tables)
+    with pytest.raises(ValueError, match=r"expected inv_scale shaped \(2,\), got shape \(1,\)"):
+        kernels.aa_snake_forward_triton(x, alpha, inv_scale[:1], *tables)
 
 
 @pytest.mark.parametrize("ratio", [1, 2, 3, 4])

@@ -9,6 +9,9 @@ or a lock behind. When no compiler is available the callers fall back to the
 plain-torch reference, after one warning.
 
 Set ``SNAKEAUDIO_DISABLE_CPU_KERNELS=1`` to force the reference path.
+
+The wrappers below (``snake_*_cpu``, ``aa_snake_*_cpu``) are the only callers of the
+library: they check dtypes, shapes, layout and device before passing pointers.
 """
 
 from __future__ import annotations
@@ -26,8 +29,20 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
-__all__ = ["cpu_library", "cpu_kernels_available", "cache_dir", "threads_for", "call"]
+from ._common import check_aa_arguments, check_tensor, compile_constant
+
+__all__ = [
+    "cpu_library",
+    "cpu_kernels_available",
+    "cache_dir",
+    "threads_for",
+    "snake_forward_cpu",
+    "snake_backward_cpu",
+    "aa_snake_forward_cpu",
+    "aa_snake_backward_cpu",
+]
 
 _SOURCE = "snake_cpu.cpp"
 _BUILD_TIMEOUT_S = 180
@@ -115,15 +130,20 @@ def _load_passive(path: Path) -> ctypes.CDLL:
             del os.environ["OMP_WAIT_POLICY"]
 
 
-@torch.compiler.assume_constant_result
+@compile_constant
 def cpu_kernels_available() -> bool:
     """Whether the fused CPU kernels can run (a constant for ``torch.compile``)."""
     return cpu_library() is not None
 
 
-def call(name: str, *args: object) -> None:
-    """Call kernel ``name``; tensors are passed as pointers to their (contiguous) data."""
-    getattr(cpu_library(), name)(*(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args))
+def _call(name: str, *args: object) -> None:
+    """Call kernel ``name``; tensors are passed as pointers to their data, checked by the caller."""
+    lib = cpu_library()
+    if lib is None:
+        raise RuntimeError(
+            "the fused CPU kernels are not available (no C++ compiler, or SNAKEAUDIO_DISABLE_CPU_KERNELS is set)"
+        )
+    getattr(lib, name)(*(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args))
 
 
 def threads_for(work: int, grain: int = 1 << 16) -> int:
@@ -145,3 +165,107 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.aa_snake_forward.restype = None
     lib.aa_snake_backward.argtypes = [p, p, p, p, i32, p, p, p, i64, i64, i64, i64, p, p, i64, p, i64, i64, i32]
     lib.aa_snake_backward.restype = None
+
+
+# ---------------------------------------------------------------------------
+# Checked entry points
+# ---------------------------------------------------------------------------
+
+_CPU = torch.device("cpu")
+_F32 = (torch.float32,)
+
+
+def _check_snake(x: Tensor, alpha: Tensor, inv_scale: Tensor, grad: Tensor | None = None) -> None:
+    check_tensor("x", x, _F32, _CPU, (None, None, None))
+    channels = x.shape[1]
+    if grad is not None:
+        check_tensor("grad", grad, _F32, _CPU, tuple(x.shape))
+    check_tensor("alpha", alpha, _F32, _CPU, (channels,))
+    check_tensor("inv_scale", inv_scale, _F32, _CPU, (channels,))
+
+
+def snake_forward_cpu(x: Tensor, alpha: Tensor, inv_scale: Tensor) -> Tensor:
+    """``y = x + sin²(αx)·inv_scale`` per channel, α already away from zero.
+
+    Args: x (rows, C, n) float32, contiguous, on CPU; alpha, inv_scale (C,) float32.
+
+    Shape: (rows, C, n) -> (rows, C, n).
+    """
+    _check_snake(x, alpha, inv_scale)
+    y = torch.empty_like(x)
+    rows, channels, n = x.shape
+    _call("snake_forward", x, alpha, inv_scale, y, rows * channels, channels, n, threads_for(x.numel()))
+    return y
+
+
+def snake_backward_cpu(
+    x: Tensor, grad: Tensor, alpha: Tensor, inv_scale: Tensor, has_beta: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`snake_forward_cpu` (``inv_scale`` is 1/β and β gets a gradient when ``has_beta``).
+
+    Returns: grad_x (rows, C, n), grad_alpha and grad_beta (C,) float32 (zeros without β).
+    """
+    _check_snake(x, alpha, inv_scale, grad)
+    rows, channels, n = x.shape
+    grad_x = torch.empty_like(x)
+    grad_alpha = x.new_empty(rows, channels)
+    grad_beta = x.new_zeros(rows, channels)
+    _call(
+        "snake_backward", x, grad, alpha, inv_scale, int(has_beta), grad_x, grad_alpha, grad_beta,
+        rows * channels, channels, n, threads_for(x.numel()),
+    )  # fmt: skip
+    return grad_x, grad_alpha.sum(0), grad_beta.sum(0)
+
+
+def aa_snake_forward_cpu(
+    x: Tensor, alpha: Tensor, inv_scale: Tensor, up_weight: Tensor, up_base: Tensor, down_taps: Tensor, down_pad: int
+) -> Tensor:
+    """Fused upsample ×r → Snake → low-pass → downsample ×r, in float32.
+
+    Args: as :func:`~snakeaudio.kernels.triton_antialias.aa_snake_forward_triton`, with x
+    float32 on CPU; every tensor contiguous.
+
+    Shape: (B, C, T) -> (B, C, T).
+    """
+    check_aa_arguments(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad, _F32)
+    if x.device != _CPU:
+        raise ValueError(f"the C++ kernels run CPU tensors, got x on {x.device}")
+    y = torch.empty_like(x)
+    batch, channels, length = x.shape
+    ratio, width = up_weight.shape
+    _call(
+        "aa_snake_forward", x, alpha, inv_scale, y, batch * channels, channels, length,
+        ratio, up_weight, up_base, width, down_taps, down_taps.numel(), down_pad, threads_for(8 * x.numel()),
+    )  # fmt: skip
+    return y
+
+
+def aa_snake_backward_cpu(
+    x: Tensor,
+    grad: Tensor,
+    alpha: Tensor,
+    inv_scale: Tensor,
+    has_beta: bool,
+    up_weight: Tensor,
+    up_base: Tensor,
+    down_taps: Tensor,
+    down_pad: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`aa_snake_forward_cpu`, recomputing the upsampled signal from x.
+
+    Returns: grad_x (B, C, T), grad_alpha and grad_beta (C,) float32 (zeros without β).
+    """
+    check_aa_arguments(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad, _F32, grad=grad)
+    if x.device != _CPU:
+        raise ValueError(f"the C++ kernels run CPU tensors, got x on {x.device}")
+    batch, channels, length = x.shape
+    ratio, width = up_weight.shape
+    grad_x = torch.empty_like(x)
+    grad_alpha = x.new_empty(batch, channels)
+    grad_beta = x.new_zeros(batch, channels)
+    _call(
+        "aa_snake_backward", x, grad, alpha, inv_scale, int(has_beta), grad_x, grad_alpha, grad_beta,
+        batch * channels, channels, length, ratio, up_weight, up_base, width, down_taps, down_taps.numel(),
+        down_pad, threads_for(8 * x.numel()),
+    )  # fmt: skip
+    return grad_x, grad_alpha.sum(0), grad_beta.sum(0)

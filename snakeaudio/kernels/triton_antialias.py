@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 
 import torch
 from torch import Tensor
+
+from ._common import check_aa_arguments, compile_constant
 
 try:
     import triton
@@ -41,17 +44,29 @@ except ImportError:  # Triton is optional; the callers fall back to the referenc
 __all__ = ["triton_available", "aa_snake_forward_triton", "aa_snake_backward_triton"]
 
 
-@torch.compiler.assume_constant_result  # torch.compile takes the answer as a constant
+@compile_constant  # torch.compile takes the answer as a constant
 def triton_available() -> bool:
     """Whether the kernels can run: Triton imports (with ``tl.gather``) and there is a
-    CUDA device, or ``TRITON_INTERPRET=1`` was set when Triton and this module were imported."""
+    CUDA device, or ``TRITON_INTERPRET=1`` was set when Triton and this module were imported.
+
+    A Triton without ``tl.gather`` (before 3.2) is reported by one warning."""
     return _available()
 
 
 @functools.cache
 def _available() -> bool:
-    if triton is None or not hasattr(tl, "gather") or _interpreted(tl.zeros) != _INTERPRET:
-        return False  # without gather (Triton < 3.2), or Triton and these kernels disagree on the interpreter
+    if triton is None:
+        return False
+    if not hasattr(tl, "gather"):
+        warnings.warn(
+            f"snakeaudio: Triton {triton.__version__} has no tl.gather (added in Triton 3.2); "
+            "the anti-aliased activation uses the plain-torch path on GPU instead of the Triton kernels.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    if _interpreted(tl.zeros) != _INTERPRET:
+        return False  # Triton and these kernels disagree on the interpreter
     return _INTERPRET or torch.cuda.is_available()
 
 
@@ -201,23 +216,26 @@ _INTERPRET = triton is not None and _interpreted(_aa_forward_kernel)
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _check(x: Tensor, up_weight: Tensor, up_base: Tensor, down_taps: Tensor) -> None:
+def _check(
+    x: Tensor,
+    alpha: Tensor,
+    inv_scale: Tensor,
+    up_weight: Tensor,
+    up_base: Tensor,
+    down_taps: Tensor,
+    down_pad: int,
+    grad: Tensor | None = None,
+) -> None:
     if not triton_available():
         raise RuntimeError(
             "the Triton anti-aliased Snake kernels need the `triton` package (>= 3.2) and a CUDA device, "
             "or TRITON_INTERPRET=1 set before importing triton"
         )
-    if x.dim() != 3 or x.shape[-1] < 1:
-        raise ValueError(f"expected x shaped (B, C, T) with T >= 1, got shape {tuple(x.shape)}")
-    if x.dtype not in _DTYPES:
-        raise TypeError(f"expected x of dtype float32, float16 or bfloat16, got {x.dtype}")
+    check_aa_arguments(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad, _DTYPES, grad=grad)
     if x.device.type == "cpu" and not _INTERPRET:
         raise ValueError("the Triton kernels run CPU tensors only under TRITON_INTERPRET=1; got a CPU tensor")
-    if up_weight.dim() != 2 or up_base.shape != (up_weight.shape[0],) or down_taps.dim() != 1:
-        raise ValueError(
-            f"expected up_weight (r, S), up_base (r,) and down_taps (Kd,), got shapes {tuple(up_weight.shape)}, "
-            f"{tuple(up_base.shape)} and {tuple(down_taps.shape)}"
-        )
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"the Triton kernels run CUDA tensors, got x on {x.device}")
     if up_base.device.type == "cpu":  # free to check here; on GPU the kernel asserts it in debug mode
         width = up_weight.shape[1]
         if any(not (b <= 0 <= b + width - 1) for b in up_base.tolist()):
@@ -251,21 +269,6 @@ def _tiles(length: int, out_per_tile: int) -> int:
     return tiles
 
 
-def _prepare(
-    x: Tensor, alpha: Tensor, inv_scale: Tensor, up_weight: Tensor, up_base: Tensor, down_taps: Tensor
-) -> tuple[Tensor, ...]:
-    """x contiguous; parameters and tables on its device as float32 (up_base int64); no-ops as the module calls."""
-    f32 = {"device": x.device, "dtype": torch.float32}
-    return (
-        x.contiguous(),
-        alpha.to(**f32).contiguous(),
-        inv_scale.to(**f32).contiguous(),
-        up_weight.to(**f32).contiguous(),
-        up_base.to(device=x.device, dtype=torch.int64).contiguous(),
-        down_taps.to(**f32).contiguous(),
-    )
-
-
 def aa_snake_forward_triton(
     x: Tensor,
     alpha: Tensor,
@@ -280,7 +283,7 @@ def aa_snake_forward_triton(
     """Fused upsample ×r → Snake → low-pass → downsample ×r.
 
     Args:
-        x: input, float32/float16/bfloat16.
+        x: input, float32/float16/bfloat16 (computed in float32, stored in its dtype).
         alpha: α per channel (C,) float32, already moved away from 0.
         inv_scale: 1/α (Snake) or 1/β (SnakeBeta) per channel (C,) float32.
         up_weight, up_base: the polyphase upsampler (r, S) float32 and (r,) int64
@@ -288,10 +291,12 @@ def aa_snake_forward_triton(
         down_taps: the low-pass (Kd,) float32; down_pad: its left padding.
         block_size: lanes per program (a power of two); default from T.
 
+    Every tensor must be contiguous and on x's device; anything else is refused
+    (``TypeError`` for a dtype, ``ValueError`` otherwise), never reinterpreted.
+
     Shape: (B, C, T) -> (B, C, T), dtype of x.
     """
-    _check(x, up_weight, up_base, down_taps)
-    x, alpha, inv_scale, up_weight, up_base, down_taps = _prepare(x, alpha, inv_scale, up_weight, up_base, down_taps)
+    _check(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad)
     batch, channels, length = x.shape
     ratio, width = up_weight.shape
     kd = down_taps.numel()
@@ -327,7 +332,7 @@ def aa_snake_backward_triton(
     """Gradients of :func:`aa_snake_forward_triton`, recomputing the upsampled signal from x.
 
     Args: as :func:`aa_snake_forward_triton`, plus ``grad`` (the gradient of y, shaped
-    like x) and ``has_beta`` (SnakeBeta: ``inv_scale`` is 1/β and β gets a gradient).
+    and typed like x) and ``has_beta`` (SnakeBeta: ``inv_scale`` is 1/β and β gets a gradient).
 
     The upsampler tables must have taps on both sides of offset 0 in every phase
     (``base[p] <= 0 <= base[p] + S - 1``), as every table from
@@ -336,11 +341,7 @@ def aa_snake_backward_triton(
     Returns: ``(grad_x, grad_alpha, grad_beta)``: grad_x shaped and typed like x,
     the parameter gradients (C,) float32 (``grad_beta`` zeros without β).
     """
-    _check(x, up_weight, up_base, down_taps)
-    if grad.shape != x.shape:
-        raise ValueError(f"expected grad shaped like x {tuple(x.shape)}, got {tuple(grad.shape)}")
-    grad = grad.to(x.dtype).contiguous()
-    x, alpha, inv_scale, up_weight, up_base, down_taps = _prepare(x, alpha, inv_scale, up_weight, up_base, down_taps)
+    _check(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad, grad)
     batch, channels, length = x.shape
     ratio, width = up_weight.shape
     block = _block(length, 3 * (width - 1), block_size, largest=512)

@@ -6,22 +6,36 @@ One semantics, BigVGAN's ``Activation1d``, with several implementations:
   convolution, activation on the r×-long signal, strided convolution), the oracle.
 - A fused path for :class:`~snakeaudio.nn.Snake` and :class:`~snakeaudio.nn.SnakeBeta`
   with equal up/down ratios: polyphase filtering, the upsampled signal never stored
-  (recomputed in backward), on CPU through the C++ kernels and on CUDA through Triton.
+  (recomputed in backward), on CPU through the C++ kernels (``"cpu"``) and on CUDA
+  through Triton (``"triton"``).
 
-The fused path is chosen automatically and agrees with the reference to float32 rounding.
+:meth:`AntiAliasedActivation1d._plan` alone decides which path runs an input and in
+which dtype. With Snake/SnakeBeta, float16/bfloat16 inputs are computed in float32 by
+every path, the reference included, and rounded once at the end; all paths agree to
+float32 rounding.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import Tensor, nn
 
 from ..dsp.filters import DownSample1d, UpSample1d
-from ..kernels.cpu import call, cpu_kernels_available, threads_for
+from ..kernels.cpu import aa_snake_backward_cpu, aa_snake_forward_cpu, cpu_kernels_available
 from .activations import Snake, SnakeBeta
-from .functional import _compute_dtype, _prepared_parameters, exporting
+from .functional import _compute_dtype, _prepared_parameters, _snake_plain, exporting
 
-__all__ = ["AntiAliasedActivation1d", "polyphase_upsample_taps"]
+__all__ = ["AntiAliasedActivation1d", "polyphase_upsample_taps", "BACKENDS"]
+
+BACKENDS = ("auto", "reference", "cpu", "triton")
+"""Values of ``backend=`` and ``$SNAKEAUDIO_BACKEND``: ``"auto"`` (the fused path for the
+input's device where there is one), ``"reference"`` (plain torch always), ``"cpu"`` or
+``"triton"`` (that fused path, or an error saying why it cannot run an input)."""
+
+# Storage dtypes the fused kernels take (they compute in float32).
+_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def polyphase_upsample_taps(taps: Tensor, ratio: int) -> tuple[Tensor, list[int]]:
@@ -57,27 +71,27 @@ def polyphase_upsample_taps(taps: Tensor, ratio: int) -> tuple[Tensor, list[int]
 
 @torch.library.custom_op("snakeaudio::aa_snake_forward", mutates_args=())
 def _aa_forward(
-    x: Tensor, alpha: Tensor, inv_scale: Tensor, up_weight: Tensor, up_base: Tensor, down_taps: Tensor, down_pad: int
+    x: Tensor,
+    alpha: Tensor,
+    inv_scale: Tensor,
+    up_weight: Tensor,
+    up_base: Tensor,
+    down_taps: Tensor,
+    down_pad: int,
+    backend: str,
 ) -> Tensor:
-    if x.device.type == "cuda":
-        from ..kernels.triton_antialias import aa_snake_forward_triton
-
-        return aa_snake_forward_triton(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad)
-    x = x.contiguous()
-    y = torch.empty_like(x)
-    batch, channels, length = x.shape
-    ratio, width = up_weight.shape
-    call(
-        "aa_snake_forward", x, alpha.contiguous(), inv_scale.contiguous(), y, batch * channels, channels, length,
-        ratio, up_weight.contiguous(), up_base.contiguous(), width, down_taps.contiguous(), down_taps.numel(),
-        down_pad, threads_for(8 * x.numel()),
-    )  # fmt: skip
-    return y
+    if backend == "cpu":
+        forward = aa_snake_forward_cpu
+    elif backend == "triton":
+        from ..kernels.triton_antialias import aa_snake_forward_triton as forward
+    else:
+        raise ValueError(f"the fused kernels are 'cpu' or 'triton', got backend {backend!r}")
+    return forward(x.contiguous(), alpha, inv_scale, up_weight, up_base, down_taps, down_pad)
 
 
 @_aa_forward.register_fake
-def _(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad):
-    return torch.empty_like(x)
+def _(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad, backend):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @torch.library.custom_op("snakeaudio::aa_snake_backward", mutates_args=())
@@ -91,52 +105,65 @@ def _aa_backward(
     up_base: Tensor,
     down_taps: Tensor,
     down_pad: int,
+    backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    if x.device.type == "cuda":
-        from ..kernels.triton_antialias import aa_snake_backward_triton
-
-        return aa_snake_backward_triton(x, grad, alpha, inv_scale, has_beta, up_weight, up_base, down_taps, down_pad)
+    if backend == "cpu":
+        backward = aa_snake_backward_cpu
+    elif backend == "triton":
+        from ..kernels.triton_antialias import aa_snake_backward_triton as backward
+    else:
+        raise ValueError(f"the fused kernels are 'cpu' or 'triton', got backend {backend!r}")
     x, grad = x.contiguous(), grad.contiguous()
-    batch, channels, length = x.shape
-    ratio, width = up_weight.shape
-    grad_x = torch.empty_like(x)
-    grad_alpha = x.new_empty(batch, channels)
-    grad_beta = x.new_zeros(batch, channels)
-    call(
-        "aa_snake_backward", x, grad, alpha.contiguous(), inv_scale.contiguous(), int(has_beta), grad_x, grad_alpha,
-        grad_beta, batch * channels, channels, length, ratio, up_weight.contiguous(), up_base.contiguous(), width,
-        down_taps.contiguous(), down_taps.numel(), down_pad, threads_for(8 * x.numel()),
-    )  # fmt: skip
-    return grad_x, grad_alpha.sum(0), grad_beta.sum(0)
+    return backward(x, grad, alpha, inv_scale, has_beta, up_weight, up_base, down_taps, down_pad)
 
 
 @_aa_backward.register_fake
-def _(x, grad, alpha, inv_scale, has_beta, up_weight, up_base, down_taps, down_pad):
-    return torch.empty_like(x), torch.empty_like(alpha), torch.empty_like(alpha)
+def _(x, grad, alpha, inv_scale, has_beta, up_weight, up_base, down_taps, down_pad, backend):
+    like_x = torch.empty_like(x, memory_format=torch.contiguous_format)
+    return like_x, torch.empty_like(alpha), torch.empty_like(alpha)
 
 
 class _AntiAliasedSnakeFunction(torch.autograd.Function):
+    """The fused path with autograd: x is handed to the kernels in ``dtype``; saves only x and the parameters."""
+
     @staticmethod
-    def forward(ctx, x, alpha, beta, up_weight, up_base, down_taps, down_pad):  # type: ignore[override]
+    def forward(ctx, x, alpha, beta, backend, dtype, up_weight, up_base, down_taps, down_pad):  # type: ignore[override]
         ctx.save_for_backward(x, alpha, beta)
+        ctx.path = (backend, dtype)
         ctx.filters = (up_weight, up_base, down_taps, down_pad)
-        dtype = x.dtype if x.device.type == "cuda" else _compute_dtype(x.dtype)
         a, inv = _prepared_parameters(alpha, beta, x.shape[1], torch.float32)
-        y = _aa_forward(x.to(dtype), a, inv, up_weight, up_base, down_taps, down_pad)
+        y = _aa_forward(x.to(dtype), a, inv, *ctx.filters, backend)
         return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, alpha, beta = ctx.saved_tensors
-        dtype = x.dtype if x.device.type == "cuda" else _compute_dtype(x.dtype)
+        backend, dtype = ctx.path
         a, inv = _prepared_parameters(alpha, beta, x.shape[1], torch.float32)
         grad_x, grad_alpha, grad_beta = _aa_backward(
-            x.to(dtype), grad.to(dtype), a, inv, beta is not None, *ctx.filters
+            x.to(dtype), grad.to(dtype), a, inv, beta is not None, *ctx.filters, backend
         )
         grad_alpha = grad_alpha.sum().reshape(alpha.shape) if alpha.dim() == 0 else grad_alpha
         if beta is not None:
             grad_beta = (grad_beta.sum().reshape(beta.shape) if beta.dim() == 0 else grad_beta).to(beta.dtype)
-        return grad_x.to(x.dtype), grad_alpha.to(alpha.dtype), grad_beta if beta is not None else None, None, None, None, None
+        grad_beta = grad_beta if beta is not None else None
+        return grad_x.to(x.dtype), grad_alpha.to(alpha.dtype), grad_beta, None, None, None, None, None, None
+
+
+def _backend_setting(backend: str | None) -> str:
+    """``backend``, else ``$SNAKEAUDIO_BACKEND``, else ``"auto"``; checked against :data:`BACKENDS`."""
+    source = "backend"
+    if backend is None:
+        backend, source = os.environ.get("SNAKEAUDIO_BACKEND") or "auto", "SNAKEAUDIO_BACKEND"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown {source} {backend!r}; expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def _triton_available() -> bool:
+    from ..kernels.triton_antialias import triton_available
+
+    return triton_available()
 
 
 class AntiAliasedActivation1d(nn.Module):
@@ -144,11 +171,17 @@ class AntiAliasedActivation1d(nn.Module):
 
     Args:
         activation: any module mapping (B, C, T') to the same shape; :class:`Snake` and
-            :class:`SnakeBeta` with ``up_ratio == down_ratio`` take the fused path.
+            :class:`SnakeBeta` with ``up_ratio == down_ratio`` have fused paths.
         up_ratio, down_ratio: integer resampling ratios (≥ 1).
         up_kernel_size, down_kernel_size: Kaiser-sinc filter lengths (≥ the ratio).
+        backend: one of :data:`BACKENDS`; ``None`` reads ``$SNAKEAUDIO_BACKEND`` (default
+            ``"auto"``). ``"reference"`` opts out of the fused paths; ``"cpu"``/``"triton"``
+            insist on one and raise for an input it cannot run.
 
     Shape: (B, C, T) -> (B, C, ⌊(up_ratio·T − 1)/down_ratio⌋ + 1), i.e. (B, C, T) for equal ratios.
+
+    The filters stay float32 (and follow only device moves) under ``.half()`` or
+    ``.to(torch.bfloat16)``: they are designed in float64 and rounded once.
 
     >>> act = AntiAliasedActivation1d(SnakeBeta(8, log_scale=True))
     >>> act(torch.randn(2, 8, 100)).shape
@@ -166,36 +199,92 @@ class AntiAliasedActivation1d(nn.Module):
         down_ratio: int = 2,
         up_kernel_size: int = 12,
         down_kernel_size: int = 12,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
+        self._prepared: tuple | None = None
+        self.backend = _backend_setting(backend)
         self.act = activation
         self.upsample = UpSample1d(up_ratio, up_kernel_size)
         self.downsample = DownSample1d(down_ratio, down_kernel_size)
-        self.fusable = isinstance(activation, (Snake, SnakeBeta)) and up_ratio == down_ratio
+        self._is_snake = isinstance(activation, (Snake, SnakeBeta))
+        self.fusable = self._is_snake and up_ratio == down_ratio
         if self.fusable:
             weight, base = polyphase_upsample_taps(self.upsample.filter.double().view(-1), up_ratio)
             self.register_buffer("up_weight", weight.float(), persistent=False)
             self.register_buffer("up_base", torch.tensor(base, dtype=torch.int64), persistent=False)
             self.register_buffer("down_taps", self.downsample.lowpass.filter.view(-1).clone(), persistent=False)
             self.down_pad = self.downsample.lowpass.pad_left
-        self._prepared: tuple[tuple, tuple[Tensor, Tensor]] | None = None
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend!r}"
+
+    # --- the reference ---------------------------------------------------------------
 
     def reference(self, x: Tensor) -> Tensor:
-        """The plain-torch path, op for op BigVGAN's ``Activation1d``."""
-        return self.downsample(self.act(self.upsample(x)))
+        """The plain-torch path, op for op BigVGAN's ``Activation1d``.
+
+        Snake/SnakeBeta run as their formula in torch ops (α kept away from zero as
+        :func:`~snakeaudio.nn.snake` does) and compute float16/bfloat16 inputs in float32,
+        rounded once at the end; other activations run in the input's dtype.
+        """
+        return self._reference(x, self._reference_dtype(x.dtype))
+
+    def _reference_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return _compute_dtype(dtype) if self._is_snake else dtype
+
+    def _reference(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        u = self.upsample(x.to(dtype))  # (B, C, T) -> (B, C, r·T)
+        act = self.act
+        if isinstance(act, (Snake, SnakeBeta)):
+            beta = act.magnitude() if isinstance(act, SnakeBeta) else None
+            u = _snake_plain(u, act.frequency(), beta)
+        else:
+            u = act(u)
+        return self.downsample(u).to(x.dtype)  # (B, C, r·T) -> (B, C, ⌊(r·T − 1)/r_down⌋ + 1)
+
+    # --- which path ------------------------------------------------------------------
+
+    def _plan(self, x: Tensor) -> tuple[str, torch.dtype]:
+        """The one place that decides which path runs x, and the dtype x is handed to it in.
+
+        Returns ``("reference", dtype)``, ``("cpu", torch.float32)`` (the C++ kernels take
+        float32) or ``("triton", x.dtype)`` (the Triton kernels load any of
+        float32/float16/bfloat16 and compute in float32).
+        """
+        requested = self.backend
+        reference = ("reference", self._reference_dtype(x.dtype))
+        if not self.fusable or requested == "reference" or exporting():
+            return reference
+        device = x.device.type
+        if requested == "auto":
+            if x.dtype in _KERNEL_DTYPES:
+                if device == "cpu" and cpu_kernels_available():
+                    return "cpu", torch.float32
+                if device == "cuda" and _triton_available():
+                    return "triton", x.dtype
+            return reference
+        # An explicit fused path runs every input or says why it cannot.
+        if x.dtype not in _KERNEL_DTYPES:
+            raise TypeError(f"backend={requested!r} takes float32, float16 or bfloat16 inputs, got {x.dtype}")
+        if requested == "cpu":
+            if device != "cpu":
+                raise ValueError(f"backend='cpu' runs CPU tensors, got an input on {x.device}")
+            if not cpu_kernels_available():
+                raise RuntimeError("backend='cpu': the C++ kernels could not be built (see the earlier warning)")
+            return "cpu", torch.float32
+        if not _triton_available():
+            raise RuntimeError(
+                "backend='triton' needs Triton >= 3.2 (with tl.gather) and a CUDA device, "
+                "or TRITON_INTERPRET=1 set before importing triton"
+            )
+        return "triton", x.dtype
 
     def _fused_available(self, x: Tensor) -> bool:
-        if not self.fusable or exporting():
-            return False
-        if x.device.type == "cuda":
-            from ..kernels.triton_antialias import triton_available
+        """Whether :meth:`forward` takes a fused path for x."""
+        return self._plan(x)[0] != "reference"
 
-            return x.dtype in (torch.float32, torch.float16, torch.bfloat16) and triton_available()
-        return (
-            x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
-            and cpu_kernels_available()
-        )
+    # --- forward ---------------------------------------------------------------------
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 3:
@@ -210,27 +299,55 @@ class AntiAliasedActivation1d(nn.Module):
             )
         if x.shape[-1] == 0:
             raise ValueError("AntiAliasedActivation1d needs at least one sample (T >= 1)")
-        if not self._fused_available(x):
-            return self.reference(x)
+        backend, dtype = self._plan(x)
+        if backend == "reference":
+            return self._reference(x, dtype)
         act = self.act
+        filters = (self.up_weight, self.up_base, self.down_taps, self.down_pad)
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in act.parameters())):
             beta = act.magnitude() if isinstance(act, SnakeBeta) else None
-            return _AntiAliasedSnakeFunction.apply(
-                x, act.frequency(), beta, self.up_weight, self.up_base, self.down_taps, self.down_pad
-            )
+            return _AntiAliasedSnakeFunction.apply(x, act.frequency(), beta, backend, dtype, *filters)
         # Inference: no autograd node, and the parameters prepared once until they change.
-        dtype = x.dtype if x.device.type == "cuda" else _compute_dtype(x.dtype)
-        a, inv = self._inference_parameters(x.shape[1])
-        return _aa_forward(x.to(dtype), a, inv, self.up_weight, self.up_base, self.down_taps, self.down_pad).to(x.dtype)
+        alpha, inv_scale = self._inference_parameters(x.shape[1])
+        return _aa_forward(x.to(dtype), alpha, inv_scale, *filters, backend).to(x.dtype)
+
+    def _prepare_parameters(self, channels: int) -> tuple[Tensor, Tensor]:
+        """α and 1/β (or 1/α) per channel, float32 (C,), as the kernels take them."""
+        act = self.act
+        beta = act.magnitude() if isinstance(act, SnakeBeta) else None
+        return _prepared_parameters(act.frequency(), beta, channels, torch.float32)
 
     def _inference_parameters(self, channels: int) -> tuple[Tensor, Tensor]:
-        """α and 1/β (or 1/α) per channel as the kernels take them, cached while the
-        parameters' storage and version counters stay the same (an in-place update or a
-        move invalidates it)."""
-        key = (channels, *((p.data_ptr(), p._version, p.device, p.dtype) for p in self.act.parameters()))
-        if self._prepared is None or self._prepared[0] != key:
+        """:meth:`_prepare_parameters` without autograd, cached.
+
+        The cache is keyed on every tensor the parameters come from, the activation's
+        parameters and buffers: identity, storage, version counter, dtype, device, shape.
+        An in-place update (optimiser step, ``load_state_dict``), a new tensor or a move
+        invalidates it; the tensors are held so that their identities stay unique. Writes
+        through ``.data``, which PyTorch hides from version counters, are not seen. There is
+        no cache while ``torch.compile`` traces (the prepared values become part of the
+        graph) nor for inference tensors, which have no version counter.
+        """
+        sources = [*self.act.parameters(), *self.act.buffers()]
+        if torch.compiler.is_compiling() or any(t.is_inference() for t in sources):
             with torch.no_grad():
-                beta = self.act.magnitude() if isinstance(self.act, SnakeBeta) else None
-                prepared = _prepared_parameters(self.act.frequency(), beta, channels, torch.float32)
-            self._prepared = (key, prepared)
-        return self._prepared[1]
+                return self._prepare_parameters(channels)
+        key = (channels, *((id(t), t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in sources))
+        cached = self._prepared
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, sources, self._prepare_parameters(channels))
+            self._prepared = cached
+        return cached[2]
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # Keep the filters float32 through dtype conversions, following device moves only.
+        owners = (self, self.upsample, self.downsample.lowpass)
+        tables = [(m, name, t) for m in owners for name, t in m._buffers.items()]
+        super()._apply(fn, recurse)
+        for module, name, before in tables:
+            after = module._buffers[name]
+            if after is not None and before is not None and after.dtype != before.dtype:
+                module._buffers[name] = before.to(after.device)
+        self._prepared = None
+        return self

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..kernels.cpu import call, cpu_library, threads_for
+from ..kernels.cpu import cpu_library, snake_backward_cpu, snake_forward_cpu
 
 __all__ = ["snake", "snake_reference", "exporting"]
 
@@ -52,14 +52,7 @@ def _use_cpu_kernel(x: Tensor) -> bool:
 @torch.library.custom_op("snakeaudio::snake_forward", mutates_args=())
 def _snake_forward(x: Tensor, alpha: Tensor, inv_scale: Tensor) -> Tensor:
     if _use_cpu_kernel(x):
-        x = x.contiguous()
-        y = torch.empty_like(x)
-        rows, channels, n = x.shape
-        call(
-            "snake_forward", x, alpha.contiguous(), inv_scale.contiguous(), y,
-            rows * channels, channels, n, threads_for(x.numel()),
-        )  # fmt: skip
-        return y
+        return snake_forward_cpu(x.contiguous(), alpha.contiguous(), inv_scale.contiguous())
     a, inv = alpha.view(1, -1, 1), inv_scale.view(1, -1, 1)
     return torch.addcmul(x, torch.sin(x * a).square_(), inv)
 
@@ -73,18 +66,9 @@ def _(x: Tensor, alpha: Tensor, inv_scale: Tensor) -> Tensor:
 def _snake_backward(
     x: Tensor, grad: Tensor, alpha: Tensor, inv_scale: Tensor, has_beta: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    rows, channels, n = x.shape
     if _use_cpu_kernel(x):
         x, grad = x.contiguous(), grad.contiguous()
-        grad_x = torch.empty_like(x)
-        grad_alpha = x.new_empty(rows, channels)
-        grad_beta = x.new_zeros(rows, channels)
-        call(
-            "snake_backward", x, grad, alpha.contiguous(), inv_scale.contiguous(),
-            int(has_beta), grad_x, grad_alpha, grad_beta,
-            rows * channels, channels, n, threads_for(x.numel()),
-        )  # fmt: skip
-        return grad_x, grad_alpha.sum(0), grad_beta.sum(0)
+        return snake_backward_cpu(x, grad, alpha.contiguous(), inv_scale.contiguous(), has_beta)
     a, inv = alpha.view(1, -1, 1), inv_scale.view(1, -1, 1)
     u = x * a
     s, c = torch.sin(u), torch.cos(u)
@@ -195,9 +179,34 @@ def snake(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:
     """
     _check(x, alpha, beta)
     if exporting():
-        safe_beta = None if beta is None else _away_from_zero(beta, _TINY_BETA)
-        return snake_reference(x, _away_from_zero(alpha, _TINY_ALPHA), safe_beta)
+        return _snake_plain(x, alpha, beta)
     return _SnakeFunction.apply(x, alpha, beta)
+
+
+def _snake_plain(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:
+    """:func:`snake` in plain torch ops (autograd-traced, exportable), with its values and gradients.
+
+    The same compute dtype (float32 for half-precision inputs). A parameter closer to zero than
+    ``_TINY_*`` is replaced by that value, as the kernels do, and its gradient is taken there;
+    Snake's α uses the limit ``sin²(αx)/α → αx²`` instead, whose gradient x² needs no division.
+    """
+    dtype = _compute_dtype(x.dtype)
+    u = x.to(dtype)
+    shape = (1, -1) + (1,) * (x.dim() - 2) if alpha.dim() == 1 else ()
+    a = alpha.to(dtype).reshape(shape)
+    if beta is None:
+        small = a.abs() < _TINY_ALPHA
+        safe = _away_from_zero(a, _TINY_ALPHA)
+        y = u + torch.where(small, a * u.square(), torch.sin(safe * u).square() / safe)
+    else:
+        b = beta.to(dtype).reshape(shape)
+        y = u + torch.sin(_replaced_near_zero(a, _TINY_ALPHA) * u).square() / _replaced_near_zero(b, _TINY_BETA)
+    return y.to(x.dtype)
+
+
+def _replaced_near_zero(p: Tensor, tiny: float) -> Tensor:
+    """The value of ``_away_from_zero(p)``, with the gradient of p at that value."""
+    return p + (_away_from_zero(p, tiny) - p).detach()
 
 
 def snake_reference(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:
