@@ -162,7 +162,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     vocoder = _load_model(args.model, args.device)
     with warnings.catch_warnings():  # failures are reported below, by name
         warnings.simplefilter("ignore", UserWarning)
-        report = evaluate(vocoder, files, griffin_lim_baseline=not args.no_griffin_lim, skip_failures=True, progress=not args.json)
+        report = evaluate(
+            vocoder, files, griffin_lim_baseline=not args.no_griffin_lim, dnsmos=not args.no_dnsmos,
+            skip_failures=True, progress=not args.json,
+        )  # fmt: skip
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table(per_file=args.per_file))
     for path, reason in report.failures.items():
         print(f"error: {path}: {reason}", file=sys.stderr)
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--device", help="torch device (default: CUDA when available, else CPU)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--no-griffin-lim", action="store_true", help="skip the Griffin-Lim baseline")
+    evaluate.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS, the slowest score (about 0.7 s per clip and system)")
     evaluate.add_argument("--per-file", action="store_true", help="also print one row per file and system")
     evaluate.set_defaults(run=_evaluate)
     args = parser.parse_args(argv)

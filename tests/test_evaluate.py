@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from snakeaudio.dsp.quality import log_mel_l1, pesq_wideband
-from snakeaudio.inference.evaluate import METRICS, audio_files, evaluate, griffin_lim
+from snakeaudio.inference.evaluate import INPUT_METRICS, METRICS, audio_files, evaluate, griffin_lim
 from snakeaudio.models import Generator, preset
 from snakeaudio.train.data import read_audio
 from snakeaudio.train.scores import copy_synthesis_scores
@@ -66,12 +66,14 @@ def test_log_mel_l1_is_zero_for_identical_signals(speech, generator):
 
 
 def test_copy_synthesis_scores_of_a_copy_and_of_a_quieter_copy(speech, generator):
-    same = copy_synthesis_scores(speech, speech.clone(), generator)
-    assert same.log_mel_l1 == 0.0 and same.mr_stft == pytest.approx(0.0, abs=1e-6)
-    assert same.cents_error == pytest.approx(0.0, abs=1e-6) and same.vuv_f1 == 1.0
-    quieter = copy_synthesis_scores(speech, 0.5 * speech, generator)
-    assert quieter.log_mel_l1 == pytest.approx(abs(torch.log(torch.tensor(0.5)).item()), rel=0.1)
+    same = copy_synthesis_scores(speech, speech.clone(), generator, dnsmos=False)
+    assert same.log_mel_l1 == same.log_mel_l1_shifted == 0.0 and same.mr_stft == pytest.approx(0.0, abs=1e-6)
+    assert same.cents_error == same.cents_error_p90 == 0.0 and same.vuv_f1 == 1.0 and same.hop_comb == 0.0
+    quieter = copy_synthesis_scores(speech, 0.5 * speech, generator, dnsmos=False)
+    for l1 in (quieter.log_mel_l1, quieter.log_mel_l1_shifted):
+        assert l1 == pytest.approx(abs(torch.log(torch.tensor(0.5)).item()), rel=0.1)
     assert quieter.mr_stft > 0.5 and quieter.cents_error == pytest.approx(0.0, abs=1e-6)
+    assert quieter.hop_comb == pytest.approx(0.0, abs=1e-6)  # the comb score is level-independent
     with pytest.raises(ValueError, match="equal length"):
         copy_synthesis_scores(speech, speech[:-1], generator)
 
@@ -105,7 +107,7 @@ def test_griffin_lim_rejects_a_batched_mel(generator):
 
 
 def test_evaluate_reports_both_systems(clip, generator):
-    report = evaluate(generator, [clip])
+    report = evaluate(generator, [clip], dnsmos=False)
     assert report.systems == ["vocoder", "griffin-lim"] and report.sample_rate == 16000
     (result,) = report.files
     assert result.path == str(clip) and result.duration == pytest.approx(1.5, abs=0.02)
@@ -114,21 +116,46 @@ def test_evaluate_reports_both_systems(clip, generator):
     assert baseline.log_mel_l1 < 0.5 < vocoder.log_mel_l1
     assert baseline.mr_stft < vocoder.mr_stft
     assert baseline.pesq is not None and 1.0 < baseline.pesq < 4.7
-    assert baseline.vuv_f1 > 0.7 and baseline.cents_error < 50
+    assert baseline.vuv_f1 > 0.7 and baseline.cents_error < 50 and baseline.cents_error <= baseline.cents_error_p90
+    # Griffin-Lim is fitted on the very frames log-mel L1 compares; half a hop later it is worse
+    assert baseline.log_mel_l1_shifted > baseline.log_mel_l1
+    assert baseline.hop_comb < vocoder.hop_comb  # an untrained generator buzzes at the frame rate
     assert report.means()["griffin-lim"]["log_mel_l1"] == pytest.approx(baseline.log_mel_l1)
 
     summary = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert set(summary["means"]) == {"vocoder", "griffin-lim"}
     assert set(summary["files"][0]["scores"]["vocoder"]) == set(METRICS) and summary["failures"] == {}
+    assert summary["input"] == dict.fromkeys(INPUT_METRICS) and summary["means"]["vocoder"]["dnsmos_p808"] is None
 
     table = report.format_table(per_file=True)
     lines = table.splitlines()
     assert "1 file(s)" in lines[0] and "16000 Hz" in lines[0]
-    for label in ("log-mel L1 ↓", "MR-STFT ↓", "PESQ ↑", "F0 error (cents) ↓", "V/UV F1 ↑"):
-        assert label in lines[1]
+    assert all(label in lines[1] for label in METRICS.values())
     assert len({len(line) for line in lines[1:]}) == 1  # fixed width
-    assert [line.split()[0] for line in lines[3:5]] == ["vocoder", "griffin-lim"]
-    assert lines[5].startswith("speech.wav vocoder")
+    assert [line.split()[0] for line in lines[3:5]] == ["vocoder", "griffin-lim"]  # no input row without DNSMOS
+    assert lines[5].startswith("speech.wav vocoder") and len(lines) == 7
+    assert lines[3].split()[-4:] == ["–"] * 4  # the DNSMOS columns
+
+
+def test_evaluate_reports_the_inputs_dnsmos(clip, generator):
+    report = evaluate(generator, [clip], griffin_lim_baseline=False)
+    (result,) = report.files
+    vocoder = result.scores["vocoder"]
+    # DNSMOS needs no reference: the input has its own, and the clean input rates above the vocoder
+    assert result.input is not None and 1.0 <= vocoder.dnsmos_p808 <= 5.0
+    assert result.input.ovrl > vocoder.dnsmos_ovrl and result.input.p808 > vocoder.dnsmos_p808
+
+    summary = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert set(summary["means"]) == {"vocoder"}
+    assert summary["input"]["dnsmos_ovrl"] == pytest.approx(result.input.ovrl)
+    assert summary["files"][0]["input"] == {f"dnsmos_{k}": v for k, v in result.input.to_dict().items()}
+
+    lines = report.format_table(per_file=True).splitlines()
+    assert len({len(line) for line in lines[1:]}) == 1  # fixed width
+    assert [line.split()[0] for line in lines[3:5]] == ["vocoder", "input"]
+    assert lines[5].startswith("speech.wav vocoder") and lines[6].startswith("speech.wav input")
+    input_cells = lines[4].split()[1:]  # DNSMOS only: the scores against a reference mean nothing for the input
+    assert input_cells[:-4] == ["–"] * (len(METRICS) - 4) and "–" not in input_cells[-4:]
 
 
 def test_evaluate_names_an_unreadable_file(tmp_path, generator):

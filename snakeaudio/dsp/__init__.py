@@ -1,5 +1,5 @@
-"""Signal processing: Kaiser-sinc filter design, resampling, mel features, aliasing measurement;
-reading and writing audio and mel files."""
+"""Signal processing: Kaiser-sinc filter design, resampling, mel features, aliasing measurement,
+quality scores (PESQ, DNSMOS, pitch, hop comb); reading and writing audio and mel files."""
 
 from .aliasing import (
     AliasingReport,
@@ -7,6 +7,7 @@ from .aliasing import (
     measure_aliasing,
     stopband_attenuation_db,
 )
+from .comb import hop_comb_db
 from .filters import (
     DownSample1d,
     LowPassFilter1d,
@@ -26,12 +27,13 @@ from .io import (
 )
 from .mel import MelConfig, MelSpectrogram, mel_basis, mel_spectrogram, num_frames
 from .pitch import PitchMetrics, pitch_metrics
-from .quality import pesq_wideband
+from .quality import DNSMOSScores, dnsmos, pesq_wideband
 
 __all__ = [
     "AUDIO_FILE_SUFFIXES",
     "MEL_FILE_SUFFIXES",
     "AliasingReport",
+    "DNSMOSScores",
     "DownSample1d",
     "LowPassFilter1d",
     "MelConfig",
@@ -41,7 +43,9 @@ __all__ = [
     "atomic_write",
     "audio_files",
     "default_kernel_size",
+    "dnsmos",
     "frequency_response",
+    "hop_comb_db",
     "kaiser_beta",
     "kaiser_sinc_filter",
     "measure_aliasing",

@@ -3,11 +3,13 @@
 For every file the vocoder resynthesises the recording from the recording's own log-mel
 (at the model's rate, the whole file at once) and the output is scored against the
 recording over their common length with
-:func:`snakeaudio.train.scores.copy_synthesis_scores` (log-mel L1, MR-STFT, wide-band
-PESQ, F0 error, periodicity, V/UV F1), the scores the trainer validates with.
+:func:`snakeaudio.train.scores.copy_synthesis_scores` (log-mel L1 on the frames and shifted
+by half a hop, MR-STFT, wide-band PESQ, F0 error median and 90th percentile, periodicity,
+V/UV F1, hop comb, DNSMOS), the scores the trainer validates with.
 
 With ``griffin_lim_baseline`` the same log-mel is also inverted by Griffin-Lim, a
-training-free floor that any trained vocoder should clear.
+training-free floor that any trained vocoder should clear. DNSMOS needs no reference, so
+the recording's own DNSMOS is reported too, as the row "input": the ceiling for the others.
 """
 
 from __future__ import annotations
@@ -25,33 +27,56 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ..dsp import quality
 from ..dsp.io import audio_files, read_audio
 from ..dsp.mel import MelConfig, mel_basis
+from ..dsp.quality import DNSMOSScores
 from ..models.config import GeneratorConfig
 from ..models.generator import Generator
 from ..train.scores import Scores, copy_synthesis_scores
 
-__all__ = ["METRICS", "EvaluationReport", "FileResult", "Scores", "audio_files", "evaluate", "griffin_lim"]
+__all__ = ["INPUT_METRICS", "METRICS", "EvaluationReport", "FileResult", "Scores", "audio_files", "evaluate", "griffin_lim"]
 
 METRICS: dict[str, str] = {
-    "log_mel_l1": "log-mel L1 ↓",
+    "log_mel_l1": "mel L1 ↓",
+    "log_mel_l1_shifted": "mel L1 ½hop ↓",
     "mr_stft": "MR-STFT ↓",
     "pesq": "PESQ ↑",
-    "cents_error": "F0 error (cents) ↓",
+    "cents_error": "F0 cents ↓",
+    "cents_error_p90": "F0 p90 ↓",
     "periodicity_error": "periodicity ↓",
     "vuv_f1": "V/UV F1 ↑",
+    "hop_comb": "comb dB ↓",
+    "dnsmos_p808": "P.808 ↑",
+    "dnsmos_sig": "SIG ↑",
+    "dnsmos_bak": "BAK ↑",
+    "dnsmos_ovrl": "OVRL ↑",
 }
-"""Score names and their table labels; ↓: lower is better, ↑: higher is better."""
+"""Score names (the fields of :class:`Scores`) and their table labels; ↓: lower is better,
+↑: higher is better. F0 cents and F0 p90 are the median and the 90th percentile of the
+pitch error; comb dB is the hop comb the output adds to the input's; P.808 … OVRL are DNSMOS."""
+
+INPUT_METRICS = ("dnsmos_p808", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+"""The scores that need no reference, reported for the input recording too."""
 
 VOCODER = "vocoder"
 GRIFFIN_LIM = "griffin-lim"
+INPUT = "input"
+
+
+def _input_scores(mos: DNSMOSScores | None) -> dict[str, float | None]:
+    """The input row: its DNSMOS under the metric names of :data:`INPUT_METRICS`."""
+    return {metric: getattr(mos, metric.removeprefix("dnsmos_")) if mos else None for metric in INPUT_METRICS}
+
 @dataclass(frozen=True)
 class FileResult:
-    """The scores of every system on one file; ``duration`` is the compared length in seconds."""
+    """The scores of every system on one file; ``duration`` is the compared length in seconds;
+    ``input``: the recording's own DNSMOS (None when not computed or unavailable)."""
 
     path: str
     duration: float
     scores: dict[str, Scores]
+    input: DNSMOSScores | None = None
 
 
 def _defined(value: float | None) -> bool:
@@ -64,8 +89,9 @@ def _json_number(value: float | None) -> float | None:
 
 @dataclass
 class EvaluationReport:
-    """Per-file scores of each system (``"vocoder"``, ``"griffin-lim"``), their means, and the
-    files that could not be evaluated (path → reason; only with ``skip_failures``)."""
+    """Per-file scores of each system (``"vocoder"``, ``"griffin-lim"``), their means, the
+    input recordings' DNSMOS, and the files that could not be evaluated (path → reason; only
+    with ``skip_failures``)."""
 
     sample_rate: int
     files: list[FileResult] = field(default_factory=list)
@@ -94,13 +120,30 @@ class EvaluationReport:
                 out[system][metric] = float(np.mean(values)) if values else None
         return out
 
+    def input_means(self) -> dict[str, float | None]:
+        """The input recordings' DNSMOS (:data:`INPUT_METRICS`), mean over the files where it is defined."""
+        rows = [_input_scores(result.input) for result in self.files]
+        out: dict[str, float | None] = {}
+        for metric in INPUT_METRICS:
+            values = [v for v in (row[metric] for row in rows) if _defined(v)]
+            out[metric] = float(np.mean(values)) if values else None
+        return out
+
+    @property
+    def has_input_scores(self) -> bool:
+        return any(result.input is not None for result in self.files)
+
     def to_dict(self) -> dict:
-        """A JSON-serialisable summary: undefined scores (missing PESQ, NaN F0 error) become None."""
+        """A JSON-serialisable summary: undefined scores (missing PESQ, NaN F0 error) become None.
+
+        ``"input"`` holds the input recordings' mean DNSMOS, and each file's own under its ``"input"``.
+        """
         return {
             "sample_rate": self.sample_rate,
             "duration_s": self.duration,
             "metrics": dict(METRICS),
             "means": self.means(),
+            "input": self.input_means(),
             "files": [
                 {
                     "path": result.path,
@@ -109,6 +152,7 @@ class EvaluationReport:
                         system: {k: _json_number(v) for k, v in asdict(scores).items()}
                         for system, scores in result.scores.items()
                     },
+                    "input": {k: _json_number(v) for k, v in _input_scores(result.input).items()},
                 }
                 for result in self.files
             ],
@@ -118,10 +162,14 @@ class EvaluationReport:
     def format_table(self, per_file: bool = False) -> str:
         """A fixed-width table: one row per system (mean over files), metrics as columns.
 
-        With ``per_file``, one further row per file and system follows. Undefined values show as "–".
+        The row "input" holds the input recordings' own DNSMOS (when computed). With
+        ``per_file``, one further row per file and system follows. Undefined values show as "–".
         """
         labels = list(METRICS.values())
         rows = [[system] + [_cell(means[m], m) for m in METRICS] for system, means in self.means().items()]
+        if self.has_input_scores:
+            means = self.input_means()
+            rows.append([INPUT] + [_cell(means.get(m), m) for m in METRICS])
         if per_file:
             for result in self.files:
                 name = Path(result.path).name
@@ -129,6 +177,9 @@ class EvaluationReport:
                     [f"{name} {system}"] + [_cell(getattr(s, m), m) for m in METRICS]
                     for system, s in result.scores.items()
                 ]
+                if result.input is not None:
+                    values = _input_scores(result.input)
+                    rows.append([f"{name} {INPUT}"] + [_cell(values.get(m), m) for m in METRICS])
         header = ["system"] + labels
         widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
 
@@ -145,7 +196,11 @@ class EvaluationReport:
 def _cell(value: float | None, metric: str) -> str:
     if not _defined(value):
         return "–"
-    return f"{value:.1f}" if metric == "cents_error" else f"{value:.3f}"
+    if metric.startswith("cents_error"):
+        return f"{value:.1f}"
+    if metric == "hop_comb" or metric.startswith("dnsmos_"):
+        return f"{value:.2f}"
+    return f"{value:.3f}"
 
 
 def griffin_lim(mel: Tensor, config: MelConfig | GeneratorConfig, *, n_iter: int = 32, seed: int = 0) -> Tensor:
@@ -184,7 +239,7 @@ def griffin_lim(mel: Tensor, config: MelConfig | GeneratorConfig, *, n_iter: int
     return out.clamp(-1.0, 1.0).to(mel.device)
 
 
-def _evaluate_file(generator: Generator, path: Path, griffin_lim_baseline: bool) -> FileResult:
+def _evaluate_file(generator: Generator, path: Path, griffin_lim_baseline: bool, with_dnsmos: bool) -> FileResult:
     parameter = next(generator.parameters())
     wav = read_audio(path, generator.sample_rate).to(parameter.device)  # (T,)
     try:
@@ -194,10 +249,14 @@ def _evaluate_file(generator: Generator, path: Path, griffin_lim_baseline: bool)
         estimates = {VOCODER: audio[:n]}
         if griffin_lim_baseline:
             estimates[GRIFFIN_LIM] = griffin_lim(mel[0], generator.config)[:n]
-        scores = {name: copy_synthesis_scores(wav[:n], estimate, generator) for name, estimate in estimates.items()}
+        scores = {
+            name: copy_synthesis_scores(wav[:n], estimate, generator, dnsmos=with_dnsmos)
+            for name, estimate in estimates.items()
+        }
+        reference = quality.dnsmos(wav[:n], generator.sample_rate) if with_dnsmos else None
     except ValueError as err:
         raise ValueError(f"cannot evaluate {path}: {err}") from err
-    return FileResult(str(path), n / generator.sample_rate, scores)
+    return FileResult(str(path), n / generator.sample_rate, scores, reference)
 
 
 def evaluate(
@@ -205,6 +264,7 @@ def evaluate(
     files: Sequence[str | os.PathLike],
     *,
     griffin_lim_baseline: bool = True,
+    dnsmos: bool = True,
     skip_failures: bool = False,
     progress: bool = False,
 ) -> EvaluationReport:
@@ -213,7 +273,9 @@ def evaluate(
     Each file is read as mono at the generator's rate, turned into the generator's log-mel
     and vocoded whole; see the module docstring for the scores. The compared length (the
     file's whole hops at the model's rate) must reach 1025 samples, half MR-STFT's largest
-    window plus one, and about a quarter second for a PESQ score (None otherwise).
+    window plus one, about a quarter second for a PESQ score (None otherwise), and the comb's
+    Welch window (0.34 s at 24 kHz) for a hop-comb score (NaN otherwise). ``dnsmos=False``
+    skips DNSMOS, the slowest score (about 0.7 s per system and file up to 9 s on two CPU cores).
 
     A file that cannot be read or scored raises ``ValueError`` naming it; with
     ``skip_failures`` it is recorded in ``report.failures`` instead, with one warning at
@@ -227,7 +289,7 @@ def evaluate(
         with torch.inference_mode():
             for path in tqdm([Path(f) for f in files], desc="evaluating", unit="file", disable=not progress):
                 try:
-                    report.files.append(_evaluate_file(generator, path, griffin_lim_baseline))
+                    report.files.append(_evaluate_file(generator, path, griffin_lim_baseline, dnsmos))
                 except ValueError as err:
                     if not skip_failures:
                         raise
