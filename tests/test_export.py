@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +90,18 @@ def test_missing_packages_name_the_extra(monkeypatch, tmp_path):
 def test_invalid_arguments(kwargs, tmp_path):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         export_onnx(small_generator("snake"), tmp_path / "vocoder.onnx", **kwargs)
+
+
+def test_export_of_an_istft_generator(tmp_path):
+    """The iSTFT head (matrix inverse DFT + overlap-add) exports with dynamic frames."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_istft_generator import _small
+
+    g = _small("istft_24khz_100band")
+    path = tmp_path / "vocoder.onnx"
+    assert export_onnx(g, path, example_frames=12) <= 1e-4
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    mel = torch.randn(2, 100, 5) - 5
+    (audio,) = session.run(["audio"], {"mel": mel.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(audio), g(mel), atol=1e-4, rtol=0)

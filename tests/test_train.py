@@ -309,3 +309,42 @@ def test_generator_update_leaves_the_discriminator_gradients_alone(tmp_path):
     for name, p in trainer.discriminator.named_parameters():
         assert p.requires_grad and torch.equal(p.grad, at_d_step[name]), name
     assert any(not torch.equal(a, b) for a, b in zip(generator_before, trainer.generator.parameters()))
+
+
+def test_the_vocoder_sees_the_training_mel_at_inference(tmp_path):
+    """A clip read by the training data set and vocoded in a training step gives the mel,
+    bit for bit, that copy synthesis (``snakeaudio synthesize``/``evaluate``) feeds the vocoder."""
+    from snakeaudio.dsp import read_audio
+    from snakeaudio.inference import copy_synthesize
+    from snakeaudio.train.trainer import Trainer
+
+    sr, n = 16000, 4096
+    t = np.arange(n) / sr
+    sf.write(tmp_path / "clip.wav", (0.3 * np.sin(2 * np.pi * 220 * t) * np.hanning(n)).astype(np.float32), sr, subtype="PCM_16")
+    config = json.loads(json.dumps(TINY))
+    config["data"] = {"kind": "folder", "path": str(tmp_path)}
+    config["training"].update(batch_size=1, segment_size=n)
+    trainer = Trainer(TrainConfig.from_dict(config), tmp_path / "run")
+    seen = []
+    hook = trainer.generator.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    trainer.train_step(trainer.train_set[0][None])  # the whole clip: one segment of its length
+    trainer.generator.eval()
+    copy_synthesize(trainer.generator, read_audio(tmp_path / "clip.wav", sr))
+    hook.remove()
+    training, inference = seen
+    assert torch.equal(training, inference)
+
+
+def test_augmentation_gain_and_noise_stay_in_their_ranges(tmp_path):
+    sr, n = 16000, 8000
+    sf.write(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / sr)).astype(np.float32), sr, subtype="FLOAT")
+    plain = AudioDataset([tmp_path / "tone.wav"], sr, n)[0]
+    gained = AudioDataset([tmp_path / "tone.wav"], sr, n, gain_db=(-6.0, -3.0))
+    noisy = AudioDataset([tmp_path / "tone.wav"], sr, n, noise_db=(-40.0, -40.0))
+    for _ in range(5):
+        ratio_db = 20 * np.log10(gained[0].abs().max().item() / plain.abs().max().item())
+        assert -6.01 <= ratio_db <= -2.99
+        noise_db = 10 * np.log10((noisy[0] - plain).pow(2).mean().item())
+        assert abs(noise_db + 40) < 0.5
+    with pytest.raises(ValueError, match="gain_db must be a range"):
+        TrainConfig.from_dict({**TINY, "data": {"kind": "folder", "path": "x", "gain_db": [0, -6]}})

@@ -56,7 +56,8 @@ SYNTH_SOURCES = {
     "flite": ("flite", "BSD-style"),
     "espeak": ("espeak-ng", "GPL-3+"),
 }
-MANIFEST_COLUMNS = ["file", "engine", "voice", "pitch", "rate", "source", "license", "text"]
+MANIFEST_COLUMNS = ["file", "engine", "voice", "pitch", "rate", "source", "license", "bandwidth", "text"]
+BANDWIDTH_FLOOR_DB = 60.0  # a clip's bandwidth: the highest frequency within this many dB of its loudest
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,17 @@ class RealSource:
     license: str
     join: bool  # short clips: join them, per voice, into utterances of a few seconds
     skip: tuple[str, ...] = ()  # sub-folders left out
+    pattern: str = "*"  # which files under ``folder`` (rglob pattern)
+    speaker_prefix: bool = False  # the speaker is the file name up to its first "-"
 
 
+FILLETS = "usr/share/games/fillets-ng/sound"
 REAL_SOURCES = {
+    # Fish Fillets NG's spoken dialogue (Czech, English, Dutch voice actors), 22.05 kHz; the base
+    # package also holds music and effects, left out by taking only its en/ folders.
+    "fillets_cs": RealSource("fillets-ng-data-cs", FILLETS, "GPL-2", join=False, pattern="*.ogg", speaker_prefix=True),
+    "fillets_en": RealSource("fillets-ng-data", FILLETS, "GPL-2", join=False, pattern="en/*.ogg", speaker_prefix=True),
+    "fillets_nl": RealSource("fillets-ng-data-nl", FILLETS, "GPL-2", join=False, pattern="*.ogg", speaker_prefix=True),
     "asterisk": RealSource("asterisk-core-sounds-en-g722", "usr/share/asterisk/sounds/en_US_f_Allison", "CC-BY-SA-3.0",
                            join=False, skip=("silence",)),
     "klettres": RealSource("klettres-data", "usr/share/klettres", "GPL-2+", join=True),
@@ -205,7 +214,7 @@ def plan_real(debs: Path, unpacked: Path, valid_fraction: float, output: Path, s
         root = unpack(source.package, debs, unpacked / source.package) / source.folder
         seen: set[str] = set()
         by_voice: dict[str, list[tuple[Path, float]]] = {}
-        for path in sorted(root.rglob("*")):
+        for path in sorted(root.rglob(source.pattern)):
             rel = path.relative_to(root)
             if path.suffix not in AUDIO_SUFFIXES or not path.is_file() or set(rel.parts[:-1]) & set(source.skip):
                 continue
@@ -219,7 +228,7 @@ def plan_real(debs: Path, unpacked: Path, valid_fraction: float, output: Path, s
                 continue
             if sr < MIN_SOURCE_RATE or seconds < MIN_CLIP_SECONDS:
                 continue
-            voice = rel.parts[0] if source.join else root.name
+            voice = path.stem.split("-")[0] if source.speaker_prefix else rel.parts[0] if source.join else root.name
             by_voice.setdefault(voice, []).append((path, seconds))
         rng = random.Random(f"{seed}-{name}")
         utterances = []  # (voice, name, clips)
@@ -291,8 +300,25 @@ def plan(count: int, valid_fraction: float, output: Path, seed: int) -> list[dic
     return jobs
 
 
+def effective_bandwidth(path: Path) -> int:
+    """The highest frequency (Hz, to 100 Hz) at which the clip's long-term spectrum, smoothed
+    over 1/3 octave, comes within ``BANDWIDTH_FLOOR_DB`` of its loudest: where the content of a
+    16 kHz recording or of a low-passed one ends, whatever rate the file is at."""
+    wav, sr = sf.read(path, dtype="float32")
+    wav = torch.from_numpy(np.pad(wav, (0, max(0, 2048 - len(wav)))))
+    frames = wav.unfold(0, 2048, 512)  # (T,) -> (frames, 2048)
+    power = torch.fft.rfft(frames * torch.hann_window(2048), dim=-1).abs().pow(2).mean(0)  # (1025,)
+    freqs = torch.fft.rfftfreq(2048, 1 / sr)
+    centre = freqs.clamp(min=freqs[1])[:, None]
+    band = ((freqs[None] >= centre / 2 ** (1 / 6)) & (freqs[None] <= centre * 2 ** (1 / 6))).float()  # (1025, 1025)
+    level = 10 * torch.log10(band @ power / band.sum(1) + 1e-20)
+    audible = torch.nonzero(level > level.max() - BANDWIDTH_FLOOR_DB).flatten()
+    return int(round(freqs[audible[-1]].item() / 100) * 100)
+
+
 def write_manifest(output: Path, jobs: list[dict]) -> None:
-    """List every written file; rows of files not planned this run (e.g. with ``--no-real``) are kept."""
+    """List every written file with its effective bandwidth; rows of files not planned this run
+    (e.g. with ``--no-real``) are kept."""
     path = output / "manifest.tsv"
     rows: dict[str, dict[str, str]] = {}
     if path.is_file():
@@ -303,6 +329,9 @@ def write_manifest(output: Path, jobs: list[dict]) -> None:
     for job in jobs:
         rows[str(Path(job["path"]).relative_to(output))] = {column: str(job.get(column, "")) for column in MANIFEST_COLUMNS}
     rows = {file: row | {"file": file} for file, row in sorted(rows.items()) if (output / file).is_file()}
+    for file, row in tqdm(rows.items(), desc="bandwidths", unit="file"):
+        if not row["bandwidth"]:
+            row["bandwidth"] = str(effective_bandwidth(output / file))
     with open(path, "w") as f:
         f.write("\t".join(MANIFEST_COLUMNS) + "\n")
         for row in rows.values():
@@ -323,7 +352,7 @@ def run_jobs(jobs: list[dict], work: Callable[[dict], dict | None], desc: str, w
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("data/speech_small"))
-    parser.add_argument("--count", type=int, default=800, help="number of utterances (default: %(default)s)")
+    parser.add_argument("--count", type=int, default=0, help="synthetic utterances, besides the recordings (default: %(default)s)")
     parser.add_argument("--valid-fraction", type=float, default=0.05)
     parser.add_argument("--sample-rate", type=int, default=24000)
     parser.add_argument("--seed", type=int, default=0)
@@ -332,11 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debs", type=Path, default=Path("data/debs"),
                         help="folder of the .deb files with the real recordings; missing ones are downloaded there (default: %(default)s)")  # fmt: skip
     args = parser.parse_args(argv)
-    missing = [tool for tool in TOOLS.values() if shutil.which(tool) is None]
+    missing = [tool for tool in TOOLS.values() if shutil.which(tool) is None] if args.count else []
     if missing:
         print(f"missing programs: {', '.join(missing)}; install the Debian packages listed in this script's docstring", file=sys.stderr)
         return 2
-    jobs = plan(args.count, args.valid_fraction, args.output, args.seed)
+    jobs = plan(args.count, args.valid_fraction, args.output, args.seed) if args.count else []
     for split in ("train", "valid"):
         (args.output / split).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,12 +41,27 @@ ACTIVATIONS = ("snake", "snakebeta", "leakyrelu")
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """A BigVGAN/HiFi-GAN generator: conv_pre → [ConvTranspose1d ↑r_i → mean of AMP blocks]×N → act → conv_post.
+    """A generator: conv_pre → [ConvTranspose1d ↑r_i → mean of AMP blocks]×N → [ConvNeXt blocks] → head.
 
     ``anti_alias`` (snakeaudio's key, default True) wraps every activation in
     :class:`~snakeaudio.nn.AntiAliasedActivation1d`; ``activation="leakyrelu"`` with
     ``anti_alias=False`` gives a HiFi-GAN V1 style generator. ``use_tanh_at_final`` and
     ``use_bias_at_final`` default to True when absent, as in BigVGAN.
+
+    snakeaudio's keys for CPU-efficient generators (absent from BigVGAN's files, where
+    their defaults give BigVGAN's architecture):
+
+    - ``convnext_layers``: ConvNeXt blocks with the config's activation after the
+      upsampling stages (Vocos' backbone), ``convnext_kernel_size`` depthwise,
+      ``convnext_expansion`` × wider inside.
+    - ``head``: ``"waveform"`` (activation → conv_post → tanh/clamp, BigVGAN's) or
+      ``"istft"``: a 1×1 convolution to log-magnitude and phase of an
+      ``istft_n_fft``-point spectrum, inverted with hop ``istft_hop_size``, so that
+      ``prod(upsample_rates) · istft_hop_size == hop_size`` (iSTFTNet's pattern; Vocos' with
+      no upsampling).
+    - ``mel_prior``: the log-magnitude is a residual on the pseudo-inverse of the input mel
+      (FreeV's prior); needs the head at the mel's own STFT (no upsampling,
+      ``istft_n_fft == n_fft``).
     """
 
     num_mels: int = 100
@@ -67,6 +82,13 @@ class GeneratorConfig:
     anti_alias: bool = True
     use_tanh_at_final: bool = True
     use_bias_at_final: bool = True
+    convnext_layers: int = 0
+    convnext_kernel_size: int = 7
+    convnext_expansion: int = 3
+    head: str = "waveform"
+    istft_n_fft: int = 16
+    istft_hop_size: int = 4
+    mel_prior: bool = False
     training: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -84,9 +106,32 @@ class GeneratorConfig:
                 f"upsample_rates and upsample_kernel_sizes must have the same length, got "
                 f"{len(self.upsample_rates)} != {len(self.upsample_kernel_sizes)}"
             )
-        if math.prod(self.upsample_rates) != self.hop_size:
+        if self.head not in ("waveform", "istft"):
+            raise ValueError(f"head must be 'waveform' or 'istft', got {self.head!r}")
+        if self.head == "waveform" and math.prod(self.upsample_rates) != self.hop_size:
             raise ValueError(
                 f"Expected hop_size == prod(upsample_rates), got {self.hop_size} != {math.prod(self.upsample_rates)}"
+            )
+        if self.head == "istft":
+            if math.prod(self.upsample_rates) * self.istft_hop_size != self.hop_size:
+                raise ValueError(
+                    f"Expected hop_size == prod(upsample_rates) · istft_hop_size, got {self.hop_size} != "
+                    f"{math.prod(self.upsample_rates)} · {self.istft_hop_size}"
+                )
+            if self.istft_n_fft % self.istft_hop_size or self.istft_n_fft < 2 * self.istft_hop_size or (self.istft_n_fft - self.istft_hop_size) % 2:
+                raise ValueError(
+                    "istft_n_fft must be a multiple of istft_hop_size, at least twice it, with an even difference, "
+                    f"got {self.istft_n_fft} and {self.istft_hop_size}"
+                )
+        if self.mel_prior and (self.head != "istft" or self.upsample_rates or self.istft_n_fft != self.n_fft):
+            raise ValueError(
+                "mel_prior needs head 'istft' at the mel's own STFT: no upsample_rates and istft_n_fft == n_fft "
+                f"(got head={self.head!r}, upsample_rates={self.upsample_rates}, istft_n_fft={self.istft_n_fft}, n_fft={self.n_fft})"
+            )
+        if self.convnext_layers < 0 or self.convnext_kernel_size % 2 == 0 or self.convnext_expansion < 1:
+            raise ValueError(
+                f"expected convnext_layers >= 0, an odd convnext_kernel_size and convnext_expansion >= 1, got "
+                f"{self.convnext_layers}, {self.convnext_kernel_size}, {self.convnext_expansion}"
             )
         for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes):
             if kernel < rate or (kernel - rate) % 2:
@@ -187,6 +232,18 @@ PRESETS: dict[str, GeneratorConfig] = {
     "hifigan_v1_22khz_80band": GeneratorConfig(
         num_mels=80, sampling_rate=22050, fmax=8000, upsample_rates=(8, 8, 2, 2), upsample_kernel_sizes=(16, 16, 4, 4),
         upsample_initial_channel=512, activation="leakyrelu", anti_alias=False, snake_logscale=False,
+    ),  # fmt: skip
+    # CPU-efficient generators with an iSTFT head: Snake ConvNeXt blocks at the frame rate on
+    # the mel's pseudo-inverse (Vocos + FreeV), or AMP stages to 1/4 of the rate (iSTFTNet).
+    "istft_24khz_100band": GeneratorConfig(
+        upsample_rates=(), upsample_kernel_sizes=(), upsample_initial_channel=256, resblock_kernel_sizes=(),
+        resblock_dilation_sizes=(), anti_alias=False, convnext_layers=8, head="istft", istft_n_fft=1024,
+        istft_hop_size=256, mel_prior=True,
+    ),  # fmt: skip
+    "amp_istft_24khz_100band": GeneratorConfig(
+        upsample_rates=(8, 8), upsample_kernel_sizes=(16, 16), upsample_initial_channel=256,
+        resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5)), head="istft",
+        istft_n_fft=16, istft_hop_size=4,
     ),  # fmt: skip
     # Small CPU-friendly generators (16 kHz / 24 kHz speech, periodic tones).
     "tiny_16khz_80band": GeneratorConfig(

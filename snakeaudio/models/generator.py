@@ -9,16 +9,52 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from ..dsp.mel import MelSpectrogram
-from ..nn.blocks import ActivationFactory, AMPBlock, conv1d, init_conv_, remove_weight_norm
+from ..dsp.istft import InverseSTFT
+from ..dsp.mel import MelSpectrogram, mel_basis
+from ..nn.blocks import ActivationFactory, AMPBlock, ChannelNorm, ConvNeXtBlock, conv1d, init_conv_, remove_weight_norm
 from ..nn.functional import exporting
 from .config import GeneratorConfig, activation_factory
 
-__all__ = ["Generator"]
+__all__ = ["Generator", "ISTFTHead"]
+
+_MAX_LOG_MAGNITUDE = 7.0  # e^7 ≈ 1100: above a full-scale sine's 256 for a 1024-point Hann frame
+
+
+class ISTFTHead(nn.Module):
+    """Features to waveform through a spectrum: a 1×1 convolution gives each frame's
+    log-magnitude and phase, an inverse STFT overlaps and adds them.
+
+    With ``prior`` (a pseudo-inverse mel basis, (n_fft // 2 + 1, n_mels)) the log-magnitude
+    is a residual on ``log(prior · exp(mel))``, the magnitude the mel alone implies, and
+    the head takes the features and the mel stacked on the channel axis.
+
+    Shape: (B, C [+ n_mels], F) -> (B, 1, F · hop_length), clamped to [-1, 1].
+    """
+
+    def __init__(self, channels: int, n_fft: int, hop_length: int, prior: Tensor | None = None) -> None:
+        super().__init__()
+        self.channels, self.bins = channels, n_fft // 2 + 1
+        self.proj = init_conv_(nn.Conv1d(channels, 2 * self.bins, 1))
+        self.istft = InverseSTFT(n_fft, hop_length)
+        self.register_buffer("prior", prior, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = x[:, : self.channels]
+        log_magnitude, phase = self.proj(features).float().chunk(2, dim=1)  # (B, C, F) -> 2 × (B, K, F)
+        if self.prior is not None:
+            mel = x[:, self.channels :].float()  # (B, n_mels, F)
+            log_magnitude = log_magnitude + torch.log(torch.matmul(self.prior.float(), mel.exp()).clamp(min=1e-5))
+        magnitude = log_magnitude.clamp(max=_MAX_LOG_MAGNITUDE).exp()
+        wav = self.istft(magnitude * torch.cos(phase), magnitude * torch.sin(phase))  # (B, 1, F · hop)
+        return wav.clamp(-1.0, 1.0).to(x.dtype)
+
 
 
 class Generator(nn.Module):
-    """conv_pre → [ConvTranspose1d ↑r_i → mean of AMP blocks] × N → activation → conv_post → tanh/clamp.
+    """conv_pre → [ConvTranspose1d ↑r_i → mean of AMP blocks] × N → [ConvNeXt blocks] → head.
+
+    The head is BigVGAN's activation → conv_post → tanh/clamp, or an :class:`ISTFTHead`
+    (see :class:`GeneratorConfig`).
 
     Args:
         config: the architecture and its features (:class:`GeneratorConfig`).
@@ -52,8 +88,21 @@ class Generator(nn.Module):
                 self.resblocks.append(
                     AMPBlock(channels, k, dilations, make_activation, second_convs=config.resblock == "1", weight_norm=weight_norm)
                 )
-        self.activation_post = make_activation(channels)
-        self.conv_post = conv1d(channels, 1, 7, bias=config.use_bias_at_final, weight_norm=weight_norm)
+        if config.convnext_layers:
+            self.backbone = nn.Sequential(
+                ChannelNorm(channels, eps=1e-6),
+                *(
+                    ConvNeXtBlock(channels, config.convnext_kernel_size, config.convnext_expansion, make_activation, 1 / config.convnext_layers)
+                    for _ in range(config.convnext_layers)
+                ),
+                ChannelNorm(channels, eps=1e-6),
+            )  # fmt: skip
+        if config.head == "istft":
+            prior = torch.linalg.pinv(mel_basis(config.mel_config).double()).float() if config.mel_prior else None
+            self.head = ISTFTHead(channels, config.istft_n_fft, config.istft_hop_size, prior)
+        else:
+            self.activation_post = make_activation(channels)
+            self.conv_post = conv1d(channels, 1, 7, bias=config.use_bias_at_final, weight_norm=weight_norm)
         self.features = MelSpectrogram(config.mel_config)
 
     @property
@@ -94,12 +143,25 @@ class Generator(nn.Module):
     def stages(self) -> list[tuple[Callable[[Tensor], Tensor], int]]:
         """The forward pass as a chain of ``(function, upsampling ratio)``: conv_pre (1),
         then per upsampling step the transposed convolution (r_i) and the mean of its AMP
-        blocks (1), then activation → conv_post → tanh/clamp (1). Each function maps
-        (B, C, T) to (B, C', T · ratio); streaming synthesis runs them one by one."""
+        blocks (1), then the ConvNeXt blocks (1), then the head (1, or the iSTFT's hop).
+        Each function maps (B, C, T) to (B, C', T · ratio); streaming synthesis runs them
+        one by one. With a mel prior the frame-rate stages carry the mel along, stacked on
+        the channel axis, for the head."""
+        config = self.config
+        if config.mel_prior:
+            return [(self._frame_features, 1), (self.head, config.istft_hop_size)]
         chain: list[tuple[Callable[[Tensor], Tensor], int]] = [(self.conv_pre, 1)]
-        for i, (up, rate) in enumerate(zip(self.ups, self.config.upsample_rates)):
+        for i, (up, rate) in enumerate(zip(self.ups, config.upsample_rates)):
             chain += [(up, rate), (partial(self._blocks, i), 1)]
+        if config.convnext_layers:
+            chain.append((self.backbone, 1))
+        if config.head == "istft":
+            return [*chain, (self.head, config.istft_hop_size)]
         return [*chain, (self._output, 1)]
+
+    def _frame_features(self, mel: Tensor) -> Tensor:
+        """conv_pre → ConvNeXt blocks, with the mel stacked after. Shape: (B, n_mels, F) -> (B, C + n_mels, F)."""
+        return torch.cat([self.backbone(self.conv_pre(mel)), mel], dim=1)
 
     def _blocks(self, i: int, x: Tensor) -> Tensor:
         """The mean of the AMP blocks after upsampling step ``i``. Shape: (B, C, T) -> (B, C, T)."""

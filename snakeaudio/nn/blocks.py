@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
@@ -11,6 +12,8 @@ from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 __all__ = [
     "ActivationFactory",
     "AMPBlock",
+    "ConvNeXtBlock",
+    "ChannelNorm",
     "conv1d",
     "same_padding",
     "remove_weight_norm",
@@ -115,3 +118,56 @@ class AMPBlock(nn.Module):
                 h = self.convs2[i](self.activations[2 * i + 1](h))
             x = h.add_(x)  # h is a fresh convolution output: adding in place saves an allocation
         return x
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each time step. Shape: (B, C, T) -> (B, C, T)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Vocos' ConvNeXt block with an injected activation:
+    ``x + γ · pointwise₂(act(pointwise₁(norm(depthwise(x)))))``, γ per channel.
+
+    Args:
+        channels: C.
+        kernel_size: odd size of the depthwise convolution.
+        expansion: the pointwise layers are ``expansion · C`` wide inside.
+        activation: factory ``channels -> module`` for the inner width, e.g.
+            ``partial(SnakeBeta, log_scale=True)``.
+        layer_scale: initial γ.
+
+    Shape: (B, C, T) -> (B, C, T).
+
+    >>> import torch
+    >>> from snakeaudio import SnakeBeta
+    >>> ConvNeXtBlock(8, activation=SnakeBeta)(torch.randn(2, 8, 5)).shape
+    torch.Size([2, 8, 5])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 7,
+        expansion: int = 3,
+        activation: ActivationFactory | None = None,
+        layer_scale: float = 0.125,
+    ) -> None:
+        super().__init__()
+        if activation is None:
+            raise ValueError("ConvNeXtBlock needs an activation factory (channels -> module)")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
+        self.depthwise = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+        self.norm = ChannelNorm(channels, eps=1e-6)
+        self.pointwise1 = nn.Conv1d(channels, expansion * channels, 1)
+        self.activation = activation(expansion * channels)
+        self.pointwise2 = nn.Conv1d(expansion * channels, channels, 1)
+        self.gamma = nn.Parameter(torch.full((1, channels, 1), float(layer_scale)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.norm(self.depthwise(x))
+        h = self.pointwise2(self.activation(self.pointwise1(h)))  # (B, C, T) -> (B, e·C, T) -> (B, C, T)
+        return x + self.gamma * h

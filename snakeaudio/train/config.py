@@ -37,6 +37,8 @@ class DataConfig:
     kind "folder": every audio file under ``path``; kind "filelist": BigVGAN's list format
     (``filelist`` of ids relative to ``path``); kind "mels": mel files (.npy/.pt, e.g.
     predicted by an acoustic model) next to their audio under ``path``, for fine-tuning. ``validation`` is a folder of held-out audio.
+    For "folder" and "filelist", ``gain_db`` and ``noise_db`` ([low, high] in dB) augment each
+    training segment with a random gain and a white-noise floor.
     """
 
     kind: str = "tones"
@@ -47,8 +49,16 @@ class DataConfig:
     f0_min: float = 55.0
     f0_max: float = 880.0
     seed: int = 0
+    gain_db: tuple[float, float] | None = None
+    noise_db: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        for name in ("gain_db", "noise_db"):
+            value = getattr(self, name)
+            if value is not None:
+                if len(value) != 2 or value[0] > value[1]:
+                    raise ValueError(f"{name} must be a range [low, high] in dB with low <= high, got {value}")
+                object.__setattr__(self, name, (float(value[0]), float(value[1])))
         if self.kind not in ("tones", "folder", "filelist", "mels"):
             raise ValueError(f"unknown data kind {self.kind!r}; expected tones, folder, filelist or mels")
         if self.kind != "tones" and not self.path:
@@ -70,10 +80,13 @@ class OptimConfig:
     clip_grad_norm: float = 500.0
     mel_loss: str = "single"  # "single": L1 on the model's own log-mel (HiFi-GAN); "multiscale": BigVGAN-v2's 7 scales
     lambda_mel: float = 45.0
+    lambda_stft: float = 0.0  # multi-resolution STFT loss (spectral convergence + log magnitude), off by default
+    lambda_phase: float = 0.0  # APNet's phase losses at the generator's own n_fft and hop, off by default
     lambda_feature: float = 1.0  # on top of the ×2 inside feature_matching_loss, as in HiFi-GAN
     gan_loss: str = "lsgan"
     discriminators: tuple[str, ...] = ("mpd", "mrd")
     discriminator_channel_mult: float = 1.0  # width of every discriminator; < 1 for small CPU runs
+    discriminator_segment: int = 0  # samples the discriminators see, a random window of each segment (0: all of it)
     discriminator_start: int = 0  # steps of mel-loss-only warm-up before the discriminators join (about 5x cheaper on CPU)
     max_steps: int = 100_000
     checkpoint_every: int = 1000
@@ -94,8 +107,10 @@ class OptimConfig:
             raise ValueError(f"mel_loss must be 'single' or 'multiscale', got {self.mel_loss!r}")
         if self.gan_loss not in ("lsgan", "hinge"):
             raise ValueError(f"gan_loss must be 'lsgan' or 'hinge', got {self.gan_loss!r}")
-        if self.discriminator_start < 0:
-            raise ValueError(f"discriminator_start must be >= 0, got {self.discriminator_start}")
+        if self.lambda_stft < 0 or self.lambda_phase < 0:
+            raise ValueError(f"loss weights must be >= 0, got lambda_stft={self.lambda_stft}, lambda_phase={self.lambda_phase}")
+        if self.discriminator_start < 0 or self.discriminator_segment < 0:
+            raise ValueError(f"discriminator_start and discriminator_segment must be >= 0, got {self.discriminator_start} and {self.discriminator_segment}")
         for name in ("batch_size", "segment_size", "max_steps", "checkpoint_every", "keep_checkpoints", "validate_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -53,6 +53,10 @@ class AudioDataset(Dataset):
         files: audio file paths.
         sample_rate: the rate every file is resampled to.
         segment_length: samples per item (None: whole files, batch size 1).
+        gain_db: augmentation: scale each random segment by a gain drawn uniformly from
+            this range (dB), then clip to [-1, 1]; None: as recorded.
+        noise_db: augmentation: add white noise at an RMS level drawn uniformly from this
+            range (dB full scale); None: none.
 
     Item: (1, segment_length) float32.
     """
@@ -65,6 +69,8 @@ class AudioDataset(Dataset):
         random_segments: bool = True,
         source: str = "the file list",
         progress: bool = False,
+        gain_db: tuple[float, float] | None = None,
+        noise_db: tuple[float, float] | None = None,
     ) -> None:
         paths = [Path(f) for f in files]
         problems: dict[str, int] = {}
@@ -83,6 +89,7 @@ class AudioDataset(Dataset):
         self.sample_rate = sample_rate
         self.segment_length = segment_length
         self.random_segments = random_segments
+        self.gain_db, self.noise_db = gain_db, noise_db
 
     @classmethod
     def from_folder(cls, folder: str | Path, sample_rate: int, segment_length: int | None, **kwargs) -> AudioDataset:
@@ -121,8 +128,22 @@ class AudioDataset(Dataset):
             return wav[None]
         if wav.numel() >= n:
             start = int(torch.randint(0, wav.numel() - n + 1, ())) if self.random_segments else 0
-            return wav[None, start : start + n]
-        return torch.nn.functional.pad(wav, (0, n - wav.numel()))[None]
+            wav = wav[start : start + n]
+        else:
+            wav = torch.nn.functional.pad(wav, (0, n - wav.numel()))
+        return self._augment(wav)[None]
+
+    def _augment(self, wav: Tensor) -> Tensor:
+        """Random gain and noise floor (when configured). Shape: (T,) -> (T,)."""
+        if self.gain_db is not None:
+            wav = (wav * 10 ** (_uniform(*self.gain_db) / 20)).clamp(-1.0, 1.0)
+        if self.noise_db is not None:
+            wav = (wav + torch.randn_like(wav) * 10 ** (_uniform(*self.noise_db) / 20)).clamp(-1.0, 1.0)
+        return wav
+
+
+def _uniform(low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand(()))
 
 
 class MelAudioDataset(Dataset):

@@ -7,8 +7,12 @@ Adversarial
     :func:`discriminator_loss`, :func:`generator_adversarial_loss` (least-squares or hinge) and
     :func:`feature_matching_loss`, over the lists that the multi-discriminators of
     :mod:`snakeaudio.models.discriminators` return.
+Phase
+    :func:`phase_loss`: APNet's anti-wrapped instantaneous phase, group delay and
+    instantaneous frequency distances.
 Validation
-    :func:`multi_resolution_stft_distance`: spectral convergence + log-magnitude L1.
+    :func:`multi_resolution_stft_distance`: spectral convergence + log-magnitude L1
+    (differentiable, also a training loss).
 
 Loss weights (BigVGAN: 45 for the mel L1 or 15 for the multi-scale mel loss, 2 inside the feature
 loss, 1 for the adversarial terms) are applied by the training loop, except the factor 2 that
@@ -34,6 +38,7 @@ __all__ = [
     "discriminator_loss",
     "generator_adversarial_loss",
     "multi_resolution_stft_distance",
+    "phase_loss",
 ]
 
 AdversarialLoss = Literal["lsgan", "hinge"]
@@ -324,3 +329,44 @@ def multi_resolution_stft_distance(
         convergence = torch.linalg.vector_norm(mag_a - mag_b, dim=(-2, -1)) / torch.linalg.vector_norm(mag_a, dim=(-2, -1))
         total = total + convergence.mean() + F.l1_loss(torch.log(mag_b), torch.log(mag_a))
     return total / len(resolutions)
+
+
+def _anti_wrap(x: Tensor) -> Tensor:
+    """|x| folded onto [0, π]: the distance of two phases whose difference is x."""
+    return torch.abs(x - 2 * torch.pi * torch.round(x / (2 * torch.pi)))
+
+
+def phase_loss(wav_real: Tensor, wav_fake: Tensor, n_fft: int = 1024, hop_length: int = 256) -> Tensor:
+    """APNet's phase losses (Ai & Ling, 2023) on the STFTs of two waveforms:
+
+        mean ψ(φ_fake − φ_real) + mean ψ(Δ_f φ_fake − Δ_f φ_real) + mean ψ(Δ_t φ_fake − Δ_t φ_real)
+
+    with ψ(x) = |x − 2π·round(x / 2π)|: instantaneous phase, group delay (the difference
+    across frequency) and instantaneous frequency (across time), each weighted by the real
+    magnitude's share of its frame (bins of silence carry no phase worth matching).
+
+    Shape: two waveforms (B, 1, T) (or (T,), (B, T)), T > n_fft / 2 -> scalar.
+
+    >>> wav = torch.randn(1, 1, 4096)
+    >>> float(phase_loss(wav, wav))
+    0.0
+    """
+    _check_pair(wav_real, wav_fake, ("wav_real", "wav_fake"), n_fft // 2 + 1, "centred STFT of n_fft")
+    window = torch.hann_window(n_fft, device=wav_real.device, dtype=wav_real.dtype)
+    real, fake = (
+        torch.stft(w.reshape(-1, w.shape[-1]), n_fft, hop_length, window=window, return_complex=True)
+        for w in (wav_real, wav_fake)
+    )  # (N, K, F) each
+    weight = real.abs()
+    weight = weight / weight.sum(dim=1, keepdim=True).clamp(min=1e-7)  # each frame's bins sum to 1
+    phi_real, phi_fake = real.angle(), fake.angle()
+
+    def weighted(distance: Tensor, w: Tensor) -> Tensor:
+        return (distance * w).sum(dim=1).mean()
+
+    diff = phi_fake - phi_real
+    return (
+        weighted(_anti_wrap(diff), weight)
+        + weighted(_anti_wrap(diff.diff(dim=1)), weight[:, 1:])
+        + weighted(_anti_wrap(diff.diff(dim=2)), weight[..., 1:])
+    )

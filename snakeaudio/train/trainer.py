@@ -52,8 +52,10 @@ from .losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
+    multi_resolution_stft_distance,
+    phase_loss,
 )
-from .scores import copy_synthesis_scores
+from .scores import VALIDATION_KEYS, copy_synthesis_scores
 
 __all__ = ["Trainer", "build_datasets", "build_discriminator", "latest_checkpoint", "load_folded_weights"]
 
@@ -89,12 +91,12 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     if data.kind == "tones":
         train: Dataset = PeriodicToneDataset(sr, segment, spec=ToneSpec(data.f0_min, data.f0_max), seed=data.seed)
     elif data.kind == "folder":
-        train = AudioDataset.from_folder(data.path, sr, segment)
+        train = AudioDataset.from_folder(data.path, sr, segment, gain_db=data.gain_db, noise_db=data.noise_db)
     elif data.kind == "mels":
         g = config.generator
         train = MelAudioDataset(data.path, sr, g.hop_size, g.num_mels, segment // g.hop_size)
     else:
-        train = AudioDataset.from_filelist(data.filelist, data.path, sr, segment)
+        train = AudioDataset.from_filelist(data.filelist, data.path, sr, segment, gain_db=data.gain_db, noise_db=data.noise_db)
     validation: Dataset | None = None
     if data.kind == "tones":  # held-out tones: another seed
         seconds = int(config.training.validation_seconds * sr)
@@ -333,8 +335,9 @@ class Trainer:
         loss_d, loss_adv, loss_fm, grad_d = zero, zero, zero, 0.0
         if adversarial:
             batch = wav.shape[0]
+            wav_d, fake_d = self._discriminator_window(wav, fake)  # (B, 1, T) -> (B, 1, T_d)
             with autocast:  # real and fake through the discriminators as one batch: one forward per backward
-                logits, _ = self._d(torch.cat([wav, fake.detach()]))  # (2B, 1, T) -> [(2B, N_k)]
+                logits, _ = self._d(torch.cat([wav_d, fake_d.detach()]))  # (2B, 1, T_d) -> [(2B, N_k)]
                 loss_d, _ = discriminator_loss([x[:batch] for x in logits], [x[batch:] for x in logits], kind=opt.gan_loss)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -348,15 +351,23 @@ class Trainer:
         if adversarial:
             with autocast:
                 with torch.no_grad():
-                    _, real_fmaps = self.discriminator(wav)
+                    _, real_fmaps = self.discriminator(wav_d)
                 # the generator's update needs gradients through the discriminators, not for
                 # their weights: frozen, they skip those weight gradients (and their all-reduce)
                 self.discriminator.requires_grad_(False)
-                fake_logits, fake_fmaps = self.discriminator(fake)
+                fake_logits, fake_fmaps = self.discriminator(fake_d)
                 self.discriminator.requires_grad_(True)
                 loss_adv, _ = generator_adversarial_loss(fake_logits, kind=opt.gan_loss)
                 loss_fm = feature_matching_loss(real_fmaps, fake_fmaps)
         loss_g = loss_adv + opt.lambda_feature * loss_fm + opt.lambda_mel * loss_mel
+        extra = {}
+        if opt.lambda_stft:
+            extra["loss_stft"] = multi_resolution_stft_distance(wav, fake)
+            loss_g = loss_g + opt.lambda_stft * extra["loss_stft"]
+        if opt.lambda_phase:
+            g = self.config.generator
+            extra["loss_phase"] = phase_loss(wav, fake, g.n_fft, g.hop_size)
+            loss_g = loss_g + opt.lambda_phase * extra["loss_phase"]
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         grad_g = nn.utils.clip_grad_norm_(self.generator.parameters(), opt.clip_grad_norm)
@@ -365,11 +376,21 @@ class Trainer:
         if adversarial:
             self.sched_d.step()
         self.step += 1
-        values = {"loss_d": loss_d, "loss_g": loss_g, "loss_mel": loss_mel, "loss_adv": loss_adv, "loss_fm": loss_fm}
+        values = {"loss_d": loss_d, "loss_g": loss_g, "loss_mel": loss_mel, "loss_adv": loss_adv, "loss_fm": loss_fm, **extra}
         values = {k: v.item() for k, v in values.items()}
         if not all(math.isfinite(v) for v in values.values()):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {values}")
         return {**values, "grad_norm_g": float(grad_g), "grad_norm_d": float(grad_d), "lr": self.sched_g.get_last_lr()[0]}
+
+    def _discriminator_window(self, wav: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """The same random window of the real and generated batch, ``discriminator_segment``
+        samples long (the whole segment when 0 or longer): the discriminators' cost grows with
+        their input, the reconstruction losses keep the whole segment. Shape: (B, 1, T) -> (B, 1, T_d)."""
+        length = self.config.training.discriminator_segment
+        if not length or length >= wav.shape[-1]:
+            return wav, fake
+        start = int(torch.randint(0, wav.shape[-1] - length + 1, ()))
+        return wav[..., start : start + length], fake[..., start : start + length]
 
     # -- validation --------------------------------------------------------------------
 
@@ -382,24 +403,17 @@ class Trainer:
         opt, sr = self.config.training, self.config.generator.sampling_rate
         self.generator.eval()
         totals: dict[str, list[float]] = {}
-        for i in range(min(len(self.validation_set), opt.validation_clips)):
+        count = min(len(self.validation_set), opt.validation_clips)
+        for n, i in enumerate(np.linspace(0, len(self.validation_set) - 1, count).round().astype(int).tolist()):  # spread over the set
             wav = self.validation_set[i][..., : int(opt.validation_seconds * sr)].to(self.device)[None]  # (1, 1, T)
             mel = self.generator.mel(wav)
             fake = self.generator(mel)
             wav = wav[..., : fake.shape[-1]]
             scores = copy_synthesis_scores(wav[0, 0], fake[0, 0], self.generator)
-            values = {
-                "val_mel_l1": scores.log_mel_l1,
-                "val_mrstft": scores.mr_stft,
-                "val_cents_error": scores.cents_error,
-                "val_periodicity_error": scores.periodicity_error,
-                "val_vuv_f1": scores.vuv_f1,
-            }
-            if scores.pesq is not None:
-                values["val_pesq"] = scores.pesq
+            values = {VALIDATION_KEYS[k]: v for k, v in scores.as_dict().items()}
             for key, value in values.items():
                 totals.setdefault(key, []).append(value)
-            if i == 0 and self._writer is not None:
+            if n == 0 and self._writer is not None:
                 self._writer.add_audio("validation/generated", fake[0, 0].cpu(), self.step, sample_rate=sr)
                 spec = self.generator.mel(fake)[0].flip(0)  # (n_mels, F), low frequencies at the bottom
                 self._writer.add_image("validation/mel", ((spec - spec.min()) / (spec.max() - spec.min() + 1e-9))[None].cpu(), self.step)

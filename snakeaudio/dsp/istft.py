@@ -1,0 +1,93 @@
+"""Inverse STFT as a matrix product and an overlap-add: plain convolution-free ops that export
+to ONNX, stream and chunk exactly.
+
+Frames are placed as :mod:`snakeaudio.dsp.mel` places them: frame ``f`` covers samples
+``f·hop − (n_fft − hop)/2 … f·hop + (n_fft + hop)/2``, so ``F`` frames give ``F·hop`` samples
+and a spectrum computed with the mel's framing inverts back to the signal it came from.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["InverseSTFT", "inverse_dft_basis"]
+
+
+def inverse_dft_basis(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor]:
+    """Real and imaginary synthesis matrices of the windowed one-sided inverse DFT, in float64.
+
+    ``frames = real_basis.T @ re + imag_basis.T @ im`` equals ``window · irfft(re + i·im)``.
+    Shape: window (n_fft,) -> two (n_fft // 2 + 1, n_fft).
+    """
+    bins = n_fft // 2 + 1
+    k = torch.arange(bins, dtype=torch.float64)[:, None]
+    n = torch.arange(n_fft, dtype=torch.float64)[None]
+    weight = torch.full((bins, 1), 2.0, dtype=torch.float64)
+    weight[0] = 1.0
+    if n_fft % 2 == 0:
+        weight[-1] = 1.0  # the Nyquist bin appears once
+    angle = 2 * math.pi * k * n / n_fft
+    w = window.to(torch.float64)[None]
+    return weight * torch.cos(angle) * w / n_fft, -weight * torch.sin(angle) * w / n_fft
+
+
+class InverseSTFT(nn.Module):
+    """Windowed overlap-add inverse of a one-sided STFT with a periodic Hann window.
+
+    Args:
+        n_fft: frame length; a multiple of ``hop_length``, at least twice it (a Hann window
+            needs overlap to cover every sample), with ``n_fft − hop_length`` even.
+        hop_length: samples between frames.
+
+    Shape: real, imag (B, n_fft // 2 + 1, F) -> (B, 1, F · hop_length).
+
+    >>> istft = InverseSTFT(16, 4)
+    >>> istft(torch.zeros(2, 9, 5), torch.zeros(2, 9, 5)).shape
+    torch.Size([2, 1, 20])
+    """
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        if hop_length < 1 or n_fft % hop_length or n_fft < 2 * hop_length or (n_fft - hop_length) % 2:
+            raise ValueError(
+                "n_fft must be a multiple of hop_length, at least twice it, with an even difference (Hann windows "
+                f"overlap-add to a constant only then), got n_fft={n_fft}, hop_length={hop_length}"
+            )
+        self.n_fft, self.hop_length = n_fft, hop_length
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        real, imag = inverse_dft_basis(n_fft, window)
+        self.register_buffer("basis", torch.cat([real, imag]).float(), persistent=False)  # (2K, n_fft)
+        overlap = n_fft // hop_length
+        self.register_buffer("window_power", window.pow(2).reshape(overlap, hop_length).float(), persistent=False)
+
+    def _overlap_add(self, pieces: Tensor) -> Tensor:
+        """Shape: (B, R, hop, F) with R = n_fft / hop -> (B, hop, F + R − 1), piece r shifted by r frames."""
+        overlap, frames = pieces.shape[1], pieces.shape[-1]
+        out = pieces[:, 0].new_zeros(pieces.shape[0], self.hop_length, frames + overlap - 1)
+        for r in range(overlap):
+            out = out + nn.functional.pad(pieces[:, r], (r, overlap - 1 - r))
+        return out
+
+    def forward(self, real: Tensor, imag: Tensor) -> Tensor:
+        if real.shape != imag.shape or real.dim() != 3 or real.shape[1] != self.n_fft // 2 + 1:
+            raise ValueError(
+                f"expected real and imaginary parts shaped (B, {self.n_fft // 2 + 1}, F), got {tuple(real.shape)} and {tuple(imag.shape)}"
+            )
+        batch, frames = real.shape[0], real.shape[-1]
+        overlap = self.n_fft // self.hop_length
+        dtype = torch.promote_types(real.dtype, torch.float32)  # half-precision inputs are summed in float32
+        real, imag = real.to(dtype), imag.to(dtype)
+        x = torch.matmul(self.basis.to(dtype).t(), torch.cat([real, imag], dim=1))  # (B, 2K, F) -> (B, n_fft, F): windowed frames
+        x = self._overlap_add(x.reshape(batch, overlap, self.hop_length, frames))  # -> (B, hop, F + R − 1)
+        ones = real.new_ones(1, 1, 1, frames)
+        envelope = self._overlap_add(self.window_power.to(dtype)[None, :, :, None] * ones)  # (1, hop, F + R − 1)
+        x = x / envelope.clamp(min=1e-8)
+        x = x.transpose(1, 2).reshape(batch, 1, -1)  # (B, hop, F + R − 1) -> (B, 1, (F + R − 1)·hop)
+        start = (self.n_fft - self.hop_length) // 2
+        return x[..., start : start + frames * self.hop_length]
+
+    def extra_repr(self) -> str:
+        return f"n_fft={self.n_fft}, hop_length={self.hop_length}"

@@ -1,0 +1,135 @@
+"""The iSTFT-headed generators: inverse STFT, ConvNeXt blocks, presets, and that they load,
+save, chunk, stream and export exactly like the BigVGAN family."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from snakeaudio import SnakeBeta
+from snakeaudio.dsp.istft import InverseSTFT
+from snakeaudio.inference import receptive_field, stream_synthesis, synthesize_chunked
+from snakeaudio.models import Generator, GeneratorConfig, from_pretrained, preset, save_pretrained
+from snakeaudio.nn.blocks import ConvNeXtBlock
+from snakeaudio.train.losses import phase_loss
+
+
+def _stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """The mel's framing: reflect padding of (n_fft − hop)/2, no centring. Shape: (B, T) -> (B, K, T / hop)."""
+    pad = (n_fft - hop) // 2
+    x = F.pad(x[:, None], (pad, pad), mode="reflect")[:, 0]
+    window = torch.hann_window(n_fft, dtype=x.dtype)
+    return torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True)
+
+
+@pytest.mark.parametrize(("n_fft", "hop"), [(1024, 256), (16, 4), (12, 4), (8, 4)])
+def test_inverse_stft_inverts_the_mel_framing(n_fft, hop):
+    x = torch.randn(2, 37 * hop, dtype=torch.float64)
+    spec = _stft(x, n_fft, hop)
+    y = InverseSTFT(n_fft, hop).double()(spec.real, spec.imag)
+    assert y.shape == (2, 1, 37 * hop)
+    torch.testing.assert_close(y[:, 0], x, atol=1e-5, rtol=0)  # the basis is stored in float32
+
+
+def test_inverse_stft_errors():
+    for n_fft, hop in [(1000, 256), (256, 256), (6, 3)]:
+        with pytest.raises(ValueError, match="multiple of hop_length"):
+            InverseSTFT(n_fft, hop)
+    with pytest.raises(ValueError, match=r"shaped \(B, 9, F\)"):
+        InverseSTFT(16, 4)(torch.zeros(1, 8, 3), torch.zeros(1, 8, 3))
+
+
+def test_convnext_block_is_local_and_keeps_the_shape():
+    torch.manual_seed(0)
+    block = ConvNeXtBlock(8, kernel_size=5, activation=SnakeBeta).eval()
+    x = torch.randn(1, 8, 40, requires_grad=True)
+    out = block(x)
+    assert out.shape == x.shape
+    (grad,) = torch.autograd.grad(out[0, :, 20].sum(), x)
+    used = (grad[0].abs().sum(0) > 0).nonzero().flatten()
+    assert used.min() == 18 and used.max() == 22  # kernel 5: two frames each side, the rest per frame
+    with pytest.raises(ValueError, match="odd"):
+        ConvNeXtBlock(8, kernel_size=4, activation=SnakeBeta)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match=r"prod\(upsample_rates\) · istft_hop_size"):
+        preset("amp_istft_24khz_100band").replace(istft_hop_size=8)
+    with pytest.raises(ValueError, match="mel_prior needs head 'istft'"):
+        preset("amp_istft_24khz_100band").replace(mel_prior=True)
+    with pytest.raises(ValueError, match="head must be"):
+        preset("istft_24khz_100band").replace(head="griffin")
+    config = preset("istft_24khz_100band")
+    assert GeneratorConfig.from_dict(config.to_dict()) == config
+
+
+def _small(name: str) -> Generator:
+    """A narrow random version of a preset whose output depends on the mel (non-trivial phase and magnitude)."""
+    torch.manual_seed(0)
+    config = preset(name)
+    config = config.replace(upsample_initial_channel=32, convnext_layers=min(config.convnext_layers, 2))
+    g = Generator(config).prepare_for_inference()
+    with torch.no_grad():
+        g.head.proj.weight.normal_(0, 0.3 / config.upsample_initial_channel**0.5)
+    return g
+
+
+@pytest.fixture(scope="module", params=["istft_24khz_100band", "amp_istft_24khz_100band"])
+def generator(request):
+    return _small(request.param)
+
+
+def test_output_shape_and_receptive_field(generator):
+    mel = torch.randn(2, 100, 9) - 5
+    assert generator(mel).shape == (2, 1, 9 * 256)
+    assert 2 <= receptive_field(generator) < 40
+
+
+def test_save_and_load_round_trip(generator, tmp_path):
+    save_pretrained(generator, tmp_path)
+    loaded = from_pretrained(tmp_path)
+    mel = torch.randn(1, 100, 12) - 5
+    torch.testing.assert_close(loaded(mel), generator(mel), atol=0, rtol=0)
+
+
+def test_chunked_and_streamed_equal_whole(generator):
+    g = copy.deepcopy(generator).double()
+    mel = torch.randn(1, 100, 45, dtype=torch.float64) - 5
+    whole = g(mel)
+    torch.testing.assert_close(synthesize_chunked(g, mel, 7), whole, atol=1e-10, rtol=0)
+    streamed = torch.cat(list(stream_synthesis(g, mel[0].split([3, 1, 20, 21], dim=-1))), dim=-1)
+    torch.testing.assert_close(streamed, whole[0], atol=1e-10, rtol=0)
+
+
+def test_mel_prior_alone_gives_the_pseudo_inverse_magnitude():
+    """With the head's projection at zero the magnitude is the mel's pseudo-inverse: the
+    output's mel then follows the input's (the phase, all zero, smears it: loosely)."""
+    torch.manual_seed(0)
+    g = Generator(preset("istft_24khz_100band").replace(upsample_initial_channel=32, convnext_layers=1)).eval()
+    with torch.no_grad():
+        g.head.proj.weight.zero_()
+        g.head.proj.bias.zero_()
+        wav = torch.randn(1, 1, 24000) * torch.linspace(0.005, 0.15, 24000)  # noise rising 30 dB
+        mel = g.mel(wav)
+        out_mel = g.mel(g(mel))
+    loudness_in, loudness_out = mel.exp().mean(1).log(), out_mel.exp().mean(1).log()  # (1, F)
+    assert torch.corrcoef(torch.cat([loudness_in, loudness_out]))[0, 1] > 0.95
+
+
+def test_half_precision_output_is_finite():
+    g = _small("istft_24khz_100band").to(torch.bfloat16)
+    out = g(torch.randn(1, 100, 8, dtype=torch.bfloat16) - 5)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+
+
+def test_phase_loss_sees_phase_not_magnitude():
+    torch.manual_seed(0)
+    t = torch.arange(24000) / 24000
+    wav = (0.3 * torch.sin(2 * torch.pi * 220 * t) + 0.01 * torch.randn(24000))[None, None]
+    assert float(phase_loss(wav, wav)) == 0.0
+    spec = torch.stft(wav[0], 1024, 256, window=torch.hann_window(1024), return_complex=True)
+    random_phase = torch.polar(spec.abs(), torch.rand(spec.shape) * 2 * torch.pi)
+    scrambled = torch.istft(random_phase, 1024, 256, window=torch.hann_window(1024), length=24000)[None]
+    delayed = torch.roll(wav, 3, dims=-1)
+    assert float(phase_loss(wav, scrambled)) > 3 * float(phase_loss(wav, delayed)) > 0
