@@ -1,4 +1,12 @@
-"""snakeaudio: Snake activations and vocoder building blocks for periodic audio."""
+"""snakeaudio: Snake activations and vocoder building blocks for periodic audio.
+
+The activations import with torch alone; the vocoder names (``Generator``, ``from_pretrained``,
+...) load :mod:`snakeaudio.models`, and with it the audio packages, on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from .nn import (
     AntiAliasedActivation1d,
@@ -12,7 +20,8 @@ from .nn import (
     init_snake_,
     snake,
 )
-from .models import DEFAULT_MODEL, Generator, GeneratorConfig, available_models, from_pretrained, save_pretrained
+
+_MODELS = ("DEFAULT_MODEL", "Generator", "GeneratorConfig", "available_models", "from_pretrained", "save_pretrained")
 
 __version__ = "0.1.0"
 
@@ -35,3 +44,15 @@ __all__ = [
     "save_pretrained",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MODELS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(".models", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -463,10 +463,5 @@ def test_nn_and_kernels_modules_need_only_torch(light_imports):
     assert light_imports["modules"] == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="snakeaudio/dsp/__init__.py imports io/mel/pitch (soundfile, torchaudio, librosa) and "
-    "snakeaudio/__init__.py imports snakeaudio.models eagerly; both need lazy imports",
-)
 def test_import_snakeaudio_nn_without_audio_packages(light_imports):
     assert light_imports["package"] == "ok"

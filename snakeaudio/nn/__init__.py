@@ -11,11 +11,13 @@ from .activations import (
     init_snake_,
 )
 from .antialias import AntiAliasedActivation1d
-from .blocks import ActivationFactory, AMPBlock, conv1d, remove_weight_norm
+from .blocks import ActivationFactory, AMPBlock, ChannelNorm, ConvNeXtBlock, conv1d, remove_weight_norm
 from .functional import snake, snake_reference
 
 __all__ = [
     "AMPBlock",
+    "ChannelNorm",
+    "ConvNeXtBlock",
     "ActivationFactory",
     "conv1d",
     "remove_weight_norm",
