@@ -84,6 +84,11 @@ if triton is not None:
         return u + s * s * inv
 
     @triton.jit
+    def _phase_base(base_ptr, p):
+        """base[p], a few taps: loaded as int32 so that the index math and clamps stay 32-bit."""
+        return tl.load(base_ptr + p).to(tl.int32)
+
+    @triton.jit
     def _upsampled_phase(x_row, w_ptr, base_p, p: tl.constexpr, n, T, S: tl.constexpr):
         """U_p at positions n (any integers): the phase-p FIR on the replicate-padded row."""
         u = tl.zeros(n.shape, tl.float32)
@@ -107,15 +112,16 @@ if triton is not None:
 
         # The replicated edges of the activated signal, A[0] = A_0[0] and A[rT − 1] = A_{r−1}[T − 1].
         zero = tl.zeros([1], tl.int32)
-        a_left = _snake(_upsampled_phase(x_row, w_ptr, tl.load(base_ptr), 0, zero, T, S), a, inv)
-        a_right = _snake(_upsampled_phase(x_row, w_ptr, tl.load(base_ptr + R - 1), R - 1, zero + T - 1, T, S), a, inv)
+        a_left = _snake(_upsampled_phase(x_row, w_ptr, _phase_base(base_ptr, 0), 0, zero, T, S), a, inv)
+        last = zero + T - 1
+        a_right = _snake(_upsampled_phase(x_row, w_ptr, _phase_base(base_ptr, R - 1), R - 1, last, T, S), a, inv)
 
         # Lane t holds outputs i = i0 + t and, per phase, the window n = i0 + DMIN + t of A_p.
         t = tl.arange(0, BLOCK)
         n = i0 + DMIN + t
         y = tl.zeros([BLOCK], tl.float32)
         for p in tl.static_range(R):
-            act = _snake(_upsampled_phase(x_row, w_ptr, tl.load(base_ptr + p), p, n, T, S), a, inv)
+            act = _snake(_upsampled_phase(x_row, w_ptr, _phase_base(base_ptr, p), p, n, T, S), a, inv)
             act = tl.where(n < 0, a_left, tl.where(n >= T, a_right, act))
             # Down taps k = r·d + p + pad in [0, KD) read A_p[i + d], window lane t + d − DMIN.
             for d in tl.static_range(-((PAD + p) // R), (KD - 1 - PAD - p) // R + 1):
@@ -160,7 +166,7 @@ if triton is not None:
         grad_alpha = tl.zeros([BLOCK], tl.float32)
         grad_beta = tl.zeros([BLOCK], tl.float32)
         for p in tl.static_range(R):
-            base_p = tl.load(base_ptr + p)
+            base_p = _phase_base(base_ptr, p)
             tl.device_assert((base_p <= 0) & (base_p + S - 1 >= 0), "upsampler taps must straddle offset 0")
             # Window of phase p: lane t holds n = m − base_p − (S − 1), so that grad_x[m] reads
             # GU_p[m − base_p − s] at the constant lane offset t + S − 1 − s.
@@ -251,6 +257,10 @@ def _check(
 # (often powers of two, where ``T + halo`` just misses one) get tiles that waste less.
 _BLOCKS = (32, 64, 128, 256, 512, 1024)
 _PROGRAM_OVERHEAD = 32
+# A register budget stated to ptxas: left to itself, ptxas 12.9 compiles the bfloat16 forward
+# for 8 warps into 64 registers and spills; told 128 it takes 80 and spills nothing
+# (``python benchmarks/triton_aot.py`` prints registers and spills per launch configuration).
+_MAX_REGISTERS = 128
 
 
 def _block(length: int, halo: int, block_size: int | None, largest: int) -> int:
@@ -260,6 +270,30 @@ def _block(length: int, halo: int, block_size: int | None, largest: int) -> int:
         return block_size
     sizes = [b for b in _BLOCKS if halo < b <= largest] or [triton.next_power_of_2(halo + 1)]
     return min(sizes, key=lambda b: (triton.cdiv(length, b - halo) * (b + _PROGRAM_OVERHEAD), -b))
+
+
+def _forward_config(
+    length: int, ratio: int, width: int, kd: int, down_pad: int, block_size: int | None = None
+) -> dict[str, int]:
+    """The forward kernel's constexprs and launch options (``num_warps``, ``maxnreg``) for rows of ``length``."""
+    dmin, dmax = -((down_pad + ratio - 1) // ratio), (kd - 1 - down_pad) // ratio
+    block = _block(length, dmax - dmin, block_size, largest=1024)
+    return dict(
+        R=ratio, S=width, KD=kd, PAD=down_pad, DMIN=dmin, BLOCK=block, OUT_PER_TILE=block - (dmax - dmin),
+        num_warps=max(1, block // 128), maxnreg=_MAX_REGISTERS,  # 4 lanes a thread
+    )  # fmt: skip
+
+
+def _backward_config(
+    length: int, ratio: int, width: int, kd: int, down_pad: int, block_size: int | None = None
+) -> dict[str, int]:
+    """The backward kernel's constexprs (but ``HAS_BETA``) and launch options for rows of ``length``."""
+    halo = 3 * (width - 1)  # S − 1 lanes of halo for the gathers, 2(S − 1) for the folds
+    block = _block(length, halo, block_size, largest=512)
+    return dict(
+        R=ratio, S=width, KD=kd, PAD=down_pad, BLOCK=block, OUT_PER_TILE=block - halo,
+        num_warps=max(1, block // 64), maxnreg=_MAX_REGISTERS,  # 2 lanes a thread
+    )  # fmt: skip
 
 
 def _tiles(length: int, out_per_tile: int) -> int:
@@ -298,21 +332,13 @@ def aa_snake_forward_triton(
     """
     _check(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad)
     batch, channels, length = x.shape
-    ratio, width = up_weight.shape
-    kd = down_taps.numel()
-    dmin, dmax = -((down_pad + ratio - 1) // ratio), (kd - 1 - down_pad) // ratio
-    block = _block(length, dmax - dmin, block_size, largest=1024)
-    out_per_tile = block - (dmax - dmin)
+    config = _forward_config(length, *up_weight.shape, down_taps.numel(), down_pad, block_size)
     y = torch.empty_like(x)
     if y.numel() == 0:
         return y
-    grid = (batch * channels, _tiles(length, out_per_tile))
+    grid = (batch * channels, _tiles(length, config["OUT_PER_TILE"]))
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
-        _aa_forward_kernel[grid](
-            x, y, alpha, inv_scale, up_weight, up_base, down_taps, channels, length,
-            R=ratio, S=width, KD=kd, PAD=down_pad, DMIN=dmin, BLOCK=block, OUT_PER_TILE=out_per_tile,
-            num_warps=max(1, block // 128),  # 4 lanes a thread: ~64 registers on sm_90
-        )  # fmt: skip
+        _aa_forward_kernel[grid](x, y, alpha, inv_scale, up_weight, up_base, down_taps, channels, length, **config)
     return y
 
 
@@ -343,10 +369,8 @@ def aa_snake_backward_triton(
     """
     _check(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad, grad)
     batch, channels, length = x.shape
-    ratio, width = up_weight.shape
-    block = _block(length, 3 * (width - 1), block_size, largest=512)
-    out_per_tile = block - 3 * (width - 1)  # S − 1 lanes of halo for the gathers, 2(S − 1) for the folds
-    n_tiles = _tiles(length, out_per_tile)
+    config = _backward_config(length, *up_weight.shape, down_taps.numel(), down_pad, block_size)
+    n_tiles = _tiles(length, config["OUT_PER_TILE"])
     grad_x = torch.empty_like(x)
     partial_alpha = torch.zeros(batch, channels, n_tiles, device=x.device, dtype=torch.float32)
     partial_beta = torch.zeros_like(partial_alpha) if has_beta else partial_alpha  # unused without β
@@ -354,10 +378,7 @@ def aa_snake_backward_triton(
         with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
             _aa_backward_kernel[(batch * channels, n_tiles)](
                 x, grad, grad_x, partial_alpha, partial_beta, alpha, inv_scale, up_weight, up_base, down_taps,
-                channels, length, n_tiles,
-                R=ratio, S=width, KD=down_taps.numel(), PAD=down_pad, HAS_BETA=bool(has_beta),
-                BLOCK=block, OUT_PER_TILE=out_per_tile,
-                num_warps=max(1, block // 64),  # 2 lanes a thread: ~110 registers on sm_90
+                channels, length, n_tiles, HAS_BETA=bool(has_beta), **config,
             )  # fmt: skip
     grad_alpha = partial_alpha.sum((0, 2))
     grad_beta = partial_beta.sum((0, 2)) if has_beta else torch.zeros_like(grad_alpha)
