@@ -348,3 +348,19 @@ def test_augmentation_gain_and_noise_stay_in_their_ranges(tmp_path):
         assert abs(noise_db + 40) < 0.5
     with pytest.raises(ValueError, match="gain_db must be a range"):
         TrainConfig.from_dict({**TINY, "data": {"kind": "folder", "path": "x", "gain_db": [0, -6]}})
+
+
+def test_discriminators_see_a_window_and_the_new_losses_are_logged(tmp_path):
+    from snakeaudio.train.trainer import Trainer
+
+    config = json.loads(json.dumps(TINY))
+    config["training"].update(discriminator_segment=2048, lambda_stft=1.0, lambda_phase=1.0)
+    trainer = Trainer(TrainConfig.from_dict(config), tmp_path / "run")
+    lengths = []
+    hook = trainer.discriminator.register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[-1]))
+    values = trainer.train_step(torch.randn(2, 1, 4096) * 0.1)
+    hook.remove()
+    assert lengths == [2048, 2048, 2048]  # the discriminator's update, then real and fake features for the generator's
+    assert values["loss_stft"] > 0 and values["loss_phase"] > 0
+    with pytest.raises(ValueError, match="discriminator_segment must be >= 0"):
+        TrainConfig.from_dict({**TINY, "training": {"discriminator_segment": -1}})

@@ -49,7 +49,6 @@ class ISTFTHead(nn.Module):
         return wav.clamp(-1.0, 1.0).to(x.dtype)
 
 
-
 class Generator(nn.Module):
     """conv_pre → [ConvTranspose1d ↑r_i → mean of AMP blocks] × N → [ConvNeXt blocks] → head.
 
@@ -161,7 +160,10 @@ class Generator(nn.Module):
 
     def _frame_features(self, mel: Tensor) -> Tensor:
         """conv_pre → ConvNeXt blocks, with the mel stacked after. Shape: (B, n_mels, F) -> (B, C + n_mels, F)."""
-        return torch.cat([self.backbone(self.conv_pre(mel)), mel], dim=1)
+        x = self.conv_pre(mel)
+        if self.config.convnext_layers:
+            x = self.backbone(x)
+        return torch.cat([x, mel], dim=1)
 
     def _blocks(self, i: int, x: Tensor) -> Tensor:
         """The mean of the AMP blocks after upsampling step ``i``. Shape: (B, C, T) -> (B, C, T)."""
