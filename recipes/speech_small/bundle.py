@@ -108,7 +108,7 @@ The default vocoder of snakeaudio: {model.sample_rate // 1000} kHz speech from {
 ## Model
 {architecture(model.config)}, with BigVGAN's mel features (n_fft {model.config.n_fft}, window {model.config.win_size},
 fmin {model.config.fmin:g} Hz, fmax {model.config.fmax or model.sample_rate / 2:g} Hz). Weights: `model.safetensors`
-(weight norm folded); `config.json` uses BigVGAN's keys.
+(weight norm folded); `config.json` uses BigVGAN's keys{" and snakeaudio's for the iSTFT head" if model.config.head == "istft" else ""}.
 
 ## Training
 Recipe `recipes/speech_small` (`snakeaudio train recipes/speech_small/config.json --output runs/speech_small`),
@@ -134,7 +134,7 @@ compares frames half a hop away, where no system was fitted. The project's goals
 model: {GOALS}.
 
 ## Limits
-Trained on about 5 h of real speech (many voices, Czech, English, Dutch and ~25 other
+Trained on 4.4 h of real speech (many voices, Czech, English, Dutch and ~25 other
 languages), much of it band-limited below 8 kHz: expect a duller top octave, and a residual buzz
 at the frame rate where the comb column is above 0. Not trained on music or singing.
 Training continues in later releases (`snakeaudio train` on the same run folder resumes; see the
