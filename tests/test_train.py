@@ -348,6 +348,8 @@ def test_augmentation_gain_and_noise_stay_in_their_ranges(tmp_path):
         assert abs(noise_db + 40) < 0.5
     with pytest.raises(ValueError, match="gain_db must be a range"):
         TrainConfig.from_dict({**TINY, "data": {"kind": "folder", "path": "x", "gain_db": [0, -6]}})
+    with pytest.raises(ValueError, match="noise_db must be a range"):
+        TrainConfig.from_dict({**TINY, "data": {"kind": "folder", "path": "x", "noise_db": -60}})
 
 
 def test_discriminators_see_a_window_and_the_new_losses_are_logged(tmp_path):

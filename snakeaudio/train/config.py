@@ -56,7 +56,7 @@ class DataConfig:
         for name in ("gain_db", "noise_db"):
             value = getattr(self, name)
             if value is not None:
-                if len(value) != 2 or value[0] > value[1]:
+                if not isinstance(value, (list, tuple)) or len(value) != 2 or value[0] > value[1]:
                     raise ValueError(f"{name} must be a range [low, high] in dB with low <= high, got {value}")
                 object.__setattr__(self, name, (float(value[0]), float(value[1])))
         if self.kind not in ("tones", "folder", "filelist", "mels"):
