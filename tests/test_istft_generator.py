@@ -9,8 +9,9 @@ import torch.nn.functional as F
 
 from snakeaudio import SnakeBeta
 from snakeaudio.dsp.istft import InverseSTFT
-from snakeaudio.inference import receptive_field, stream_synthesis, synthesize_chunked
+from snakeaudio.inference import receptive_field, stream_synthesis, synthesize_batch, synthesize_chunked
 from snakeaudio.models import Generator, GeneratorConfig, from_pretrained, preset, save_pretrained
+from snakeaudio.models.generator import ISTFTHead
 from snakeaudio.nn.blocks import ConvNeXtBlock
 from snakeaudio.train.losses import phase_loss
 
@@ -60,6 +61,8 @@ def test_config_validation():
         preset("amp_istft_24khz_100band").replace(mel_prior=True)
     with pytest.raises(ValueError, match="head must be"):
         preset("istft_24khz_100band").replace(head="griffin")
+    with pytest.raises(ValueError, match="istft_phase must be 'frame' or 'accumulate', got 'wrapped'"):
+        preset("istft_24khz_100band").replace(istft_phase="wrapped")
     config = preset("istft_24khz_100band")
     assert GeneratorConfig.from_dict(config.to_dict()) == config
 
@@ -75,7 +78,10 @@ def _small(name: str) -> Generator:
     return g
 
 
-@pytest.fixture(scope="module", params=["istft_24khz_100band", "amp_istft_24khz_100band"])
+PRESETS = ["istft_24khz_100band", "istft_if_24khz_100band", "amp_istft_24khz_100band"]
+
+
+@pytest.fixture(scope="module", params=PRESETS)
 def generator(request):
     return _small(request.param)
 
@@ -83,7 +89,11 @@ def generator(request):
 def test_output_shape_and_receptive_field(generator):
     mel = torch.randn(2, 100, 9) - 5
     assert generator(mel).shape == (2, 1, 9 * 256)
-    assert 2 <= receptive_field(generator) < 40
+    if generator.config.istft_phase == "accumulate":
+        with pytest.raises(ValueError, match="no finite receptive field"):
+            receptive_field(generator)
+    else:
+        assert 2 <= receptive_field(generator) < 40
 
 
 def test_save_and_load_round_trip(generator, tmp_path):
@@ -100,6 +110,35 @@ def test_chunked_and_streamed_equal_whole(generator):
     torch.testing.assert_close(synthesize_chunked(g, mel, 7), whole, atol=1e-10, rtol=0)
     streamed = torch.cat(list(stream_synthesis(g, mel[0].split([3, 1, 20, 21], dim=-1))), dim=-1)
     torch.testing.assert_close(streamed, whole[0], atol=1e-10, rtol=0)
+    short = mel[0, :, :30]
+    batch = synthesize_batch(g, [mel[0], short])
+    torch.testing.assert_close(batch[1], g(short[None])[0], atol=1e-10, rtol=0)
+
+
+def _steady_partial(phase: str, frequency: float, seconds: float = 2.0) -> float:
+    """The strongest frequency (Hz) of what a 24 kHz iSTFT head makes of a steady spectrum:
+    one bin's magnitude, phase offset 0, and (accumulating) the increment of ``frequency``."""
+    sr, n_fft, hop = 24000, 1024, 256
+    head = ISTFTHead(1, n_fft, hop, accumulate=phase == "accumulate")
+    k = round(frequency * n_fft / sr)
+    bias = torch.zeros(head.proj.out_channels)
+    bias[: n_fft // 2 + 1] = -20.0
+    bias[k] = 3.0
+    if phase == "accumulate":
+        bias[2 * (n_fft // 2 + 1) + k] = 2 * torch.pi * (frequency - k * sr / n_fft) * hop / sr
+    with torch.no_grad():
+        head.proj.weight.zero_()
+        head.proj.bias.copy_(bias)
+        wav = head(torch.zeros(1, 1, int(seconds * sr / hop)))[0, 0]  # (T,)
+    spectrum = torch.fft.rfft(wav * torch.hann_window(wav.numel())).abs()
+    return float(spectrum.argmax()) * sr / wav.numel()
+
+
+def test_accumulated_phase_keeps_a_steady_partial_off_the_hop_grid():
+    """A frame-wise constant phase repeats every hop, so a steady partial lands on a
+    multiple of sr / hop = 93.75 Hz (the hop buzz); an accumulated phase keeps it at 250 Hz."""
+    assert _steady_partial("accumulate", 250.0) == pytest.approx(250.0, abs=1.0)
+    assert _steady_partial("frame", 250.0) % 93.75 == pytest.approx(0.0, abs=1.0)
 
 
 def test_mel_prior_alone_gives_the_pseudo_inverse_magnitude():
@@ -133,3 +172,7 @@ def test_phase_loss_sees_phase_not_magnitude():
     scrambled = torch.istft(random_phase, 1024, 256, window=torch.hann_window(1024), length=24000)[None]
     delayed = torch.roll(wav, 3, dims=-1)
     assert float(phase_loss(wav, scrambled)) > 3 * float(phase_loss(wav, delayed)) > 0
+    # The instantaneous frequency alone does not see a constant phase shift of a steady tone.
+    shifted = wav + 0.3 * (torch.sin(2 * torch.pi * 220 * t + 1.0) - torch.sin(2 * torch.pi * 220 * t))
+    assert float(phase_loss(wav, shifted, absolute=False)) < 0.1 * float(phase_loss(wav, shifted))
+    assert float(phase_loss(wav, scrambled, absolute=False)) > 3 * float(phase_loss(wav, shifted, absolute=False))

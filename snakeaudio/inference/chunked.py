@@ -16,7 +16,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
-__all__ = ["measure_once", "receptive_field", "synthesize_chunked"]
+__all__ = ["has_state", "measure_once", "receptive_field", "synthesize_chunked"]
 
 T = TypeVar("T")
 
@@ -89,6 +89,13 @@ def measure_once(cache: weakref.WeakKeyDictionary, generator: nn.Module, measure
     return cache[generator]
 
 
+def has_state(generator: nn.Module) -> bool:
+    """Whether one of the generator's stages carries state across all earlier frames
+    (a ``scan`` method, as :class:`~snakeaudio.models.generator.PhaseAccumulator`): then an
+    output depends on every frame before it and there is no finite receptive field."""
+    return hasattr(generator, "stages") and any(hasattr(stage, "scan") for stage, _ in generator.stages())
+
+
 def receptive_field(generator: nn.Module) -> int:
     """Mel frames of context on each side that an output frame depends on, measured once
     per generator by back-propagating from one output frame (weights do not change the
@@ -96,7 +103,13 @@ def receptive_field(generator: nn.Module) -> int:
     Training-mode generators are measured in eval mode; their gradients are left untouched.
 
     A generator on another device or in another dtype is measured on a float32 CPU copy.
+    A generator that carries state across frames (:func:`has_state`) has none: ValueError.
     """
+    if has_state(generator):
+        raise ValueError(
+            "this generator carries state across all earlier frames (phase accumulation): it has no finite receptive "
+            "field; vocode it whole, with synthesize_chunked or with stream_synthesis"
+        )
     return measure_once(_FIELDS, generator, _measure)
 
 
@@ -108,10 +121,20 @@ def synthesize_chunked(generator: nn.Module, mel: Tensor, chunk_frames: int, con
         chunk_frames: mel frames synthesised per step (memory grows with chunk + 2·context).
         context: frames of overlap on each side; default: the measured receptive field.
 
+    A generator that carries state across frames (:func:`has_state`) is streamed in chunks
+    of ``chunk_frames`` instead (:func:`~snakeaudio.inference.stream_synthesis`, exact
+    too), one batch item at a time; ``context`` does not apply to it.
+
     Shape: (B, num_mels, F) -> (B, 1, F · hop).
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    if has_state(generator):
+        from .streaming import stream_synthesis
+
+        return torch.stack(
+            [torch.cat(list(stream_synthesis(generator, item[None].split(chunk_frames, dim=-1))), dim=-1) for item in mel]
+        )
     hop = generator.hop_length
     context = receptive_field(generator) if context is None else context
     frames = mel.shape[-1]

@@ -11,7 +11,9 @@ chunk is vocoded again with the generator's receptive field of left context, whi
 too and has the shortest look-ahead, but recomputes that context at every layer.
 
 The supports (how many input samples to the left and right an output of a stage depends
-on) are measured once per generator by back-propagation, like the receptive field.
+on) are measured once per generator by back-propagation, like the receptive field. A stage
+with a ``scan(x, carry) -> (y, carry)`` method (a phase accumulator) instead carries its
+state from chunk to chunk: it needs no context and has no finite receptive field.
 
 >>> from snakeaudio.models import Generator, preset
 >>> generator = Generator(preset("tiny_16khz_80band")).prepare_for_inference()
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .chunked import measure_once, receptive_field
+from .chunked import has_state, measure_once, receptive_field
 from .synthesis import _frames
 
 __all__ = ["stream_synthesis", "streaming_latency"]
@@ -78,6 +80,11 @@ def _measure(generator: nn.Module) -> list[_Support]:
     with torch.inference_mode(False), torch.enable_grad():
         x = torch.randn(1, generator.num_mels, 64, generator=torch.Generator().manual_seed(0))
         for stage, ratio in generator.stages():
+            if hasattr(stage, "scan"):
+                supports.append(_Support(ratio, 0, 0))
+                with torch.no_grad():
+                    x = stage(x)
+                continue
             length = 64
             while True:
                 used = _dependence(stage, ratio, torch.zeros(1, x.shape[1], length))
@@ -114,6 +121,8 @@ def _chain(generator: nn.Module, stagewise: bool) -> list[tuple[Stage, _Support]
     whose support is its receptive field."""
     if stagewise and hasattr(generator, "stages"):
         return [(stage, support) for (stage, _), support in zip(generator.stages(), _supports(generator))]
+    if has_state(generator):
+        raise ValueError("this generator carries state across frames: stream it stage by stage (stagewise=True)")
     field = receptive_field(generator)
     return [(generator, _Support(generator.hop_length, field, field))]
 
@@ -142,6 +151,19 @@ class _StageStream:
         self.emitted = stop
         drop = max(0, stop - left) - self.offset  # context no later output needs
         self.kept, self.offset = self.kept[..., drop:], self.offset + drop
+        return out
+
+
+class _ScanStream:
+    """A stage that carries its state (``scan``) fed in pieces: every input is final at once."""
+
+    def __init__(self, stage: Stage, support: _Support) -> None:
+        self.stage, self.carry = stage, None
+
+    def push(self, x: Tensor | None, end: bool) -> Tensor | None:
+        if x is None or x.shape[-1] == 0:
+            return None
+        out, self.carry = self.stage.scan(x, self.carry)
         return out
 
 
@@ -180,7 +202,10 @@ def stream_synthesis(generator: nn.Module, mel_chunks: Iterable[Tensor], *, stag
     generator's device.
     """
     hop = generator.hop_length
-    streams = [_StageStream(stage, support) for stage, support in _chain(generator, stagewise)]
+    streams = [
+        (_ScanStream if hasattr(stage, "scan") else _StageStream)(stage, support)
+        for stage, support in _chain(generator, stagewise)
+    ]
 
     def push(x: Tensor | None, end: bool) -> Tensor | None:
         for stream in streams:

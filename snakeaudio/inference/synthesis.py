@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .chunked import receptive_field, synthesize_chunked
+from .chunked import has_state, receptive_field, synthesize_chunked
 
 __all__ = ["copy_synthesize", "synthesize_batch"]
 
@@ -61,7 +61,8 @@ def synthesize_batch(generator: nn.Module, mels: Sequence[Tensor]) -> list[Tenso
     The batch is padded to the longest mel (repeating its last frame). Every shorter item
     then has its last R = :func:`receptive_field` frames, the only ones the padding can
     reach, recomputed from a window of its last 2R frames (all of it when shorter); these
-    windows go through the generator as one more batch per window length.
+    windows go through the generator as one more batch per window length. A generator that
+    carries state across frames (:func:`has_state`) vocodes each mel on its own instead.
 
     Returns a list of tensors on the generator's device.
 
@@ -74,6 +75,8 @@ def synthesize_batch(generator: nn.Module, mels: Sequence[Tensor]) -> list[Tenso
     lengths = [mel.shape[-1] for mel in items]
     if min(lengths) == 0:
         raise ValueError(f"mels[{lengths.index(0)}] has no frames; every mel needs at least one")
+    if has_state(generator):
+        return [generator(mel[None])[0] for mel in items]
     longest = max(lengths)
     batch = torch.stack([F.pad(mel[None], (0, longest - n), mode="replicate")[0] for mel, n in zip(items, lengths)])
     audio = generator(batch)  # (B, num_mels, F_max) -> (B, 1, F_max · hop)

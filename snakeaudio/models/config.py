@@ -59,6 +59,9 @@ class GeneratorConfig:
       ``istft_n_fft``-point spectrum, inverted with hop ``istft_hop_size``, so that
       ``prod(upsample_rates) · istft_hop_size == hop_size`` (iSTFTNet's pattern; Vocos' with
       no upsampling).
+    - ``istft_phase``: ``"frame"`` (each frame's phase from its own features) or
+      ``"accumulate"`` (a phase increment per frame, summed over frames: see
+      :class:`~snakeaudio.models.generator.PhaseAccumulator`).
     - ``mel_prior``: the log-magnitude is a residual on the pseudo-inverse of the input mel
       (FreeV's prior); needs the head at the mel's own STFT (no upsampling,
       ``istft_n_fft == n_fft``).
@@ -88,6 +91,7 @@ class GeneratorConfig:
     head: str = "waveform"
     istft_n_fft: int = 16
     istft_hop_size: int = 4
+    istft_phase: str = "frame"
     mel_prior: bool = False
     training: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -112,6 +116,8 @@ class GeneratorConfig:
             raise ValueError(
                 f"Expected hop_size == prod(upsample_rates), got {self.hop_size} != {math.prod(self.upsample_rates)}"
             )
+        if self.istft_phase not in ("frame", "accumulate"):
+            raise ValueError(f"istft_phase must be 'frame' or 'accumulate', got {self.istft_phase!r}")
         if self.head == "istft":
             if math.prod(self.upsample_rates) * self.istft_hop_size != self.hop_size:
                 raise ValueError(
@@ -234,11 +240,17 @@ PRESETS: dict[str, GeneratorConfig] = {
         upsample_initial_channel=512, activation="leakyrelu", anti_alias=False, snake_logscale=False,
     ),  # fmt: skip
     # CPU-efficient generators with an iSTFT head: Snake ConvNeXt blocks at the frame rate on
-    # the mel's pseudo-inverse (Vocos + FreeV), or AMP stages to 1/4 of the rate (iSTFTNet).
+    # the mel's pseudo-inverse (Vocos + FreeV), the same with its phase accumulated over frames,
+    # or AMP stages to 1/4 of the rate (iSTFTNet).
     "istft_24khz_100band": GeneratorConfig(
         upsample_rates=(), upsample_kernel_sizes=(), upsample_initial_channel=256, resblock_kernel_sizes=(),
         resblock_dilation_sizes=(), anti_alias=False, convnext_layers=8, head="istft", istft_n_fft=1024,
         istft_hop_size=256, mel_prior=True,
+    ),  # fmt: skip
+    "istft_if_24khz_100band": GeneratorConfig(
+        upsample_rates=(), upsample_kernel_sizes=(), upsample_initial_channel=256, resblock_kernel_sizes=(),
+        resblock_dilation_sizes=(), anti_alias=False, convnext_layers=8, head="istft", istft_n_fft=1024,
+        istft_hop_size=256, istft_phase="accumulate", mel_prior=True,
     ),  # fmt: skip
     "amp_istft_24khz_100band": GeneratorConfig(
         upsample_rates=(8, 8), upsample_kernel_sizes=(16, 16), upsample_initial_channel=256,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -15,9 +16,47 @@ from ..nn.blocks import ActivationFactory, AMPBlock, ChannelNorm, ConvNeXtBlock,
 from ..nn.functional import exporting
 from .config import GeneratorConfig, activation_factory
 
-__all__ = ["Generator", "ISTFTHead"]
+__all__ = ["Generator", "ISTFTHead", "PhaseAccumulator"]
 
 _MAX_LOG_MAGNITUDE = 7.0  # e^7 ≈ 1100: above a full-scale sine's 256 for a 1024-point Hann frame
+
+
+class PhaseAccumulator(nn.Module):
+    """Phase from instantaneous frequency, carried across frames:
+
+        φ[k, t] = offset[k, t] + Σ_{s ≤ t} (2π·k·hop / n_fft + increment[k, s])
+
+    A stateless head repeats the same phase for a steady input frame after frame, which
+    pulls every steady partial onto a multiple of sr / hop (a buzz at the hop rate); here a
+    steady increment turns a bin's phase at a steady rate, so a partial keeps its own
+    frequency. The sum runs in float64 and is wrapped to [0, 2π).
+
+    :meth:`scan` takes and returns the running sum, so that a stream carries it from chunk
+    to chunk; :meth:`forward` starts it at zero.
+
+    Shape: (B, 3K, F) log-magnitude, offset, increment -> (B, 2K, F) log-magnitude, phase.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+
+    def scan(self, x: Tensor, carry: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Shape: x (B, 3K, F), carry (B, K) float64 or None -> (B, 2K, F), the new carry (B, K)."""
+        log_magnitude, offset, increment = x.chunk(3, dim=1)  # (B, 3K, F) -> 3 × (B, K, F)
+        bins = torch.arange(increment.shape[1], device=x.device, dtype=torch.float64)
+        centre = bins[:, None] * (2 * math.pi * self.hop_length / self.n_fft)  # (K, 1): each bin's own rotation per hop
+        total = (increment.double() + centre).cumsum(dim=-1)  # (B, K, F)
+        if carry is not None:
+            total = total + carry[..., None]
+        phase = torch.remainder(offset.double() + total, 2 * math.pi)
+        return torch.cat([log_magnitude, phase.to(x.dtype)], dim=1), torch.remainder(total[..., -1], 2 * math.pi)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.scan(x, None)[0]
+
+    def extra_repr(self) -> str:
+        return f"n_fft={self.n_fft}, hop_length={self.hop_length}"
 
 
 class ISTFTHead(nn.Module):
@@ -28,25 +67,50 @@ class ISTFTHead(nn.Module):
     is a residual on ``log(prior · exp(mel))``, the magnitude the mel alone implies, and
     the head takes the features and the mel stacked on the channel axis.
 
+    With ``accumulate`` the convolution gives a phase offset and a phase increment per
+    frame, and a :class:`PhaseAccumulator` sums the increments over frames.
+
     Shape: (B, C [+ n_mels], F) -> (B, 1, F · hop_length), clamped to [-1, 1].
     """
 
-    def __init__(self, channels: int, n_fft: int, hop_length: int, prior: Tensor | None = None) -> None:
+    def __init__(
+        self, channels: int, n_fft: int, hop_length: int, prior: Tensor | None = None, accumulate: bool = False
+    ) -> None:
         super().__init__()
         self.channels, self.bins = channels, n_fft // 2 + 1
-        self.proj = init_conv_(nn.Conv1d(channels, 2 * self.bins, 1))
+        self.proj = init_conv_(nn.Conv1d(channels, (3 if accumulate else 2) * self.bins, 1))
+        self.accumulator = PhaseAccumulator(n_fft, hop_length) if accumulate else None
         self.istft = InverseSTFT(n_fft, hop_length)
         self.register_buffer("prior", prior, persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        features = x[:, : self.channels]
-        log_magnitude, phase = self.proj(features).float().chunk(2, dim=1)  # (B, C, F) -> 2 × (B, K, F)
+    def stages(self) -> list[tuple[Callable[[Tensor], Tensor], int]]:
+        """The head as ``(function, upsampling ratio)`` stages (see :meth:`Generator.stages`)."""
+        if self.accumulator is None:
+            return [(self, self.istft.hop_length)]
+        return [(self.spectrum, 1), (self.accumulator, 1), (self.synthesize, self.istft.hop_length)]
+
+    def spectrum(self, x: Tensor) -> Tensor:
+        """Shape: (B, C [+ n_mels], F) -> (B, 2K or 3K, F): log-magnitude, then phase (or offset and increment)."""
+        dtype = torch.promote_types(x.dtype, torch.float32)  # half-precision features: the spectrum in float32
+        y = self.proj(x[:, : self.channels]).to(dtype)  # (B, C, F) -> (B, 2K or 3K, F)
+        log_magnitude, phase = y[:, : self.bins], y[:, self.bins :]
         if self.prior is not None:
-            mel = x[:, self.channels :].float()  # (B, n_mels, F)
-            log_magnitude = log_magnitude + torch.log(torch.matmul(self.prior.float(), mel.exp()).clamp(min=1e-5))
+            mel = x[:, self.channels :].to(dtype)  # (B, n_mels, F)
+            log_magnitude = log_magnitude + torch.log(torch.matmul(self.prior.to(dtype), mel.exp()).clamp(min=1e-5))
+        return torch.cat([log_magnitude, phase], dim=1)
+
+    def synthesize(self, x: Tensor) -> Tensor:
+        """Shape: (B, 2K, F) log-magnitude, phase -> (B, 1, F · hop)."""
+        log_magnitude, phase = x.chunk(2, dim=1)
         magnitude = log_magnitude.clamp(max=_MAX_LOG_MAGNITUDE).exp()
         wav = self.istft(magnitude * torch.cos(phase), magnitude * torch.sin(phase))  # (B, 1, F · hop)
-        return wav.clamp(-1.0, 1.0).to(x.dtype)
+        return wav.clamp(-1.0, 1.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.spectrum(x)  # (B, C [+ n_mels], F) -> (B, 2K or 3K, F)
+        if self.accumulator is not None:
+            y = self.accumulator(y)  # -> (B, 2K, F)
+        return self.synthesize(y).to(x.dtype)
 
 
 class Generator(nn.Module):
@@ -98,7 +162,9 @@ class Generator(nn.Module):
             )  # fmt: skip
         if config.head == "istft":
             prior = torch.linalg.pinv(mel_basis(config.mel_config).double()).float() if config.mel_prior else None
-            self.head = ISTFTHead(channels, config.istft_n_fft, config.istft_hop_size, prior)
+            self.head = ISTFTHead(
+                channels, config.istft_n_fft, config.istft_hop_size, prior, accumulate=config.istft_phase == "accumulate"
+            )
         else:
             self.activation_post = make_activation(channels)
             self.conv_post = conv1d(channels, 1, 7, bias=config.use_bias_at_final, weight_norm=weight_norm)
@@ -137,25 +203,27 @@ class Generator(nn.Module):
         x = mel
         for stage, _ in self.stages():
             x = stage(x)
-        return x
+        return x.to(mel.dtype)
 
     def stages(self) -> list[tuple[Callable[[Tensor], Tensor], int]]:
         """The forward pass as a chain of ``(function, upsampling ratio)``: conv_pre (1),
         then per upsampling step the transposed convolution (r_i) and the mean of its AMP
-        blocks (1), then the ConvNeXt blocks (1), then the head (1, or the iSTFT's hop).
+        blocks (1), then the ConvNeXt blocks (1), then the head (1, or the iSTFT's hop; with
+        phase accumulation the spectrum (1), the :class:`PhaseAccumulator` (1) and the inverse
+        STFT (hop)).
         Each function maps (B, C, T) to (B, C', T · ratio); streaming synthesis runs them
         one by one. With a mel prior the frame-rate stages carry the mel along, stacked on
         the channel axis, for the head."""
         config = self.config
         if config.mel_prior:
-            return [(self._frame_features, 1), (self.head, config.istft_hop_size)]
+            return [(self._frame_features, 1), *self.head.stages()]
         chain: list[tuple[Callable[[Tensor], Tensor], int]] = [(self.conv_pre, 1)]
         for i, (up, rate) in enumerate(zip(self.ups, config.upsample_rates)):
             chain += [(up, rate), (partial(self._blocks, i), 1)]
         if config.convnext_layers:
             chain.append((self.backbone, 1))
         if config.head == "istft":
-            return [*chain, (self.head, config.istft_hop_size)]
+            return [*chain, *self.head.stages()]
         return [*chain, (self._output, 1)]
 
     def _frame_features(self, mel: Tensor) -> Tensor:

@@ -336,7 +336,9 @@ def _anti_wrap(x: Tensor) -> Tensor:
     return torch.abs(x - 2 * torch.pi * torch.round(x / (2 * torch.pi)))
 
 
-def phase_loss(wav_real: Tensor, wav_fake: Tensor, n_fft: int = 1024, hop_length: int = 256) -> Tensor:
+def phase_loss(
+    wav_real: Tensor, wav_fake: Tensor, n_fft: int = 1024, hop_length: int = 256, absolute: bool = True
+) -> Tensor:
     """APNet's phase losses (Ai & Ling, 2023) on the STFTs of two waveforms:
 
         mean ψ(φ_fake − φ_real) + mean ψ(Δ_f φ_fake − Δ_f φ_real) + mean ψ(Δ_t φ_fake − Δ_t φ_real)
@@ -344,6 +346,10 @@ def phase_loss(wav_real: Tensor, wav_fake: Tensor, n_fft: int = 1024, hop_length
     with ψ(x) = |x − 2π·round(x / 2π)|: instantaneous phase, group delay (the difference
     across frequency) and instantaneous frequency (across time), each weighted by the real
     magnitude's share of its frame (bins of silence carry no phase worth matching).
+
+    ``absolute=False`` keeps the instantaneous frequency alone: for a generator that
+    accumulates its phase from where a segment starts, the phase itself and its difference
+    across bins depend on that start, which it cannot know.
 
     Shape: two waveforms (B, 1, T) (or (T,), (B, T)), T > n_fft / 2 -> scalar.
 
@@ -365,8 +371,7 @@ def phase_loss(wav_real: Tensor, wav_fake: Tensor, n_fft: int = 1024, hop_length
         return (distance * w).sum(dim=1).mean()
 
     diff = phi_fake - phi_real
-    return (
-        weighted(_anti_wrap(diff), weight)
-        + weighted(_anti_wrap(diff.diff(dim=1)), weight[:, 1:])
-        + weighted(_anti_wrap(diff.diff(dim=2)), weight[..., 1:])
-    )
+    frequency = weighted(_anti_wrap(diff.diff(dim=2)), weight[..., 1:])
+    if not absolute:
+        return frequency
+    return weighted(_anti_wrap(diff), weight) + weighted(_anti_wrap(diff.diff(dim=1)), weight[:, 1:]) + frequency

@@ -366,7 +366,8 @@ class Trainer:
             loss_g = loss_g + opt.lambda_stft * extra["loss_stft"]
         if opt.lambda_phase:
             g = self.config.generator
-            extra["loss_phase"] = phase_loss(wav, fake, g.n_fft, g.hop_size)
+            absolute = g.istft_phase != "accumulate"  # an accumulated phase starts where the segment does
+            extra["loss_phase"] = phase_loss(wav, fake, g.n_fft, g.hop_size, absolute=absolute)
             loss_g = loss_g + opt.lambda_phase * extra["loss_phase"]
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
