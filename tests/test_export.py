@@ -92,9 +92,9 @@ def test_invalid_arguments(kwargs, tmp_path):
         export_onnx(small_generator("snake"), tmp_path / "vocoder.onnx", **kwargs)
 
 
-@pytest.mark.parametrize("name", ["istft_24khz_100band", "istft_if_24khz_100band"])
+@pytest.mark.parametrize("name", ["istft_24khz_100band", "istft_pv_24khz_100band"])
 def test_export_of_an_istft_generator(name, tmp_path):
-    """The iSTFT head (matrix inverse DFT + overlap-add, phase accumulation) exports with dynamic frames."""
+    """The iSTFT head (matrix inverse DFT + overlap-add, a phase vocoder) exports with dynamic frames."""
     sys.path.insert(0, str(Path(__file__).parent))
     from test_istft_generator import _small
 

@@ -11,7 +11,7 @@ from snakeaudio import SnakeBeta
 from snakeaudio.dsp.istft import InverseSTFT
 from snakeaudio.inference import receptive_field, stream_synthesis, synthesize_batch, synthesize_chunked
 from snakeaudio.models import Generator, GeneratorConfig, from_pretrained, preset, save_pretrained
-from snakeaudio.models.generator import ISTFTHead
+from snakeaudio.models.generator import ISTFTHead, PhaseVocoder
 from snakeaudio.nn.blocks import ConvNeXtBlock
 from snakeaudio.train.losses import phase_loss
 
@@ -61,7 +61,7 @@ def test_config_validation():
         preset("amp_istft_24khz_100band").replace(mel_prior=True)
     with pytest.raises(ValueError, match="head must be"):
         preset("istft_24khz_100band").replace(head="griffin")
-    with pytest.raises(ValueError, match="istft_phase must be 'frame' or 'accumulate', got 'wrapped'"):
+    with pytest.raises(ValueError, match="istft_phase must be 'frame' or 'vocoder', got 'wrapped'"):
         preset("istft_24khz_100band").replace(istft_phase="wrapped")
     config = preset("istft_24khz_100band")
     assert GeneratorConfig.from_dict(config.to_dict()) == config
@@ -78,7 +78,7 @@ def _small(name: str) -> Generator:
     return g
 
 
-PRESETS = ["istft_24khz_100band", "istft_if_24khz_100band", "amp_istft_24khz_100band"]
+PRESETS = ["istft_24khz_100band", "istft_pv_24khz_100band", "amp_istft_24khz_100band"]
 
 
 @pytest.fixture(scope="module", params=PRESETS)
@@ -89,7 +89,7 @@ def generator(request):
 def test_output_shape_and_receptive_field(generator):
     mel = torch.randn(2, 100, 9) - 5
     assert generator(mel).shape == (2, 1, 9 * 256)
-    if generator.config.istft_phase == "accumulate":
+    if generator.config.istft_phase == "vocoder":
         with pytest.raises(ValueError, match="no finite receptive field"):
             receptive_field(generator)
     else:
@@ -117,15 +117,13 @@ def test_chunked_and_streamed_equal_whole(generator):
 
 def _steady_partial(phase: str, frequency: float, seconds: float = 2.0) -> float:
     """The strongest frequency (Hz) of what a 24 kHz iSTFT head makes of a steady spectrum:
-    one bin's magnitude, phase offset 0, and (accumulating) the increment of ``frequency``."""
+    a parabola in log-magnitude peaking at ``frequency``, phase (offset) 0."""
     sr, n_fft, hop = 24000, 1024, 256
-    head = ISTFTHead(1, n_fft, hop, accumulate=phase == "accumulate")
-    k = round(frequency * n_fft / sr)
+    head = ISTFTHead(1, n_fft, hop, vocoder=phase == "vocoder")
+    centre = frequency * n_fft / sr
+    bins = torch.arange(n_fft // 2 + 1, dtype=torch.float32)
     bias = torch.zeros(head.proj.out_channels)
-    bias[: n_fft // 2 + 1] = -20.0
-    bias[k] = 3.0
-    if phase == "accumulate":
-        bias[2 * (n_fft // 2 + 1) + k] = 2 * torch.pi * (frequency - k * sr / n_fft) * hop / sr
+    bias[: n_fft // 2 + 1] = (3.0 - (bins - centre) ** 2).clamp(min=-20.0)
     with torch.no_grad():
         head.proj.weight.zero_()
         head.proj.bias.copy_(bias)
@@ -134,11 +132,19 @@ def _steady_partial(phase: str, frequency: float, seconds: float = 2.0) -> float
     return float(spectrum.argmax()) * sr / wav.numel()
 
 
-def test_accumulated_phase_keeps_a_steady_partial_off_the_hop_grid():
+def test_vocoder_phase_keeps_a_steady_partial_off_the_hop_grid():
     """A frame-wise constant phase repeats every hop, so a steady partial lands on a
-    multiple of sr / hop = 93.75 Hz (the hop buzz); an accumulated phase keeps it at 250 Hz."""
-    assert _steady_partial("accumulate", 250.0) == pytest.approx(250.0, abs=1.0)
+    multiple of sr / hop = 93.75 Hz (the hop buzz); a phase vocoder keeps it at its own frequency."""
+    for frequency in (250.0, 1234.5):
+        assert _steady_partial("vocoder", frequency) == pytest.approx(frequency, abs=1.0)
     assert _steady_partial("frame", 250.0) % 93.75 == pytest.approx(0.0, abs=1.0)
+
+
+def test_vocoder_peaks_climb_to_the_local_maximum():
+    log_magnitude = torch.tensor([0.0, 1.0, 3.0, 2.0, 0.0, -1.0, 0.5, 0.5, 0.0])[None, :, None]
+    peak, frequency = PhaseVocoder.peaks(log_magnitude)
+    assert peak.flatten().tolist() == [2, 2, 2, 2, 2, 6, 6, 7, 7]  # a plateau: each of its bins is a peak
+    assert float(frequency[0, 2, 0]) == pytest.approx(2 + 0.5 * (1 - 2) / (1 - 6 + 2))
 
 
 def test_mel_prior_alone_gives_the_pseudo_inverse_magnitude():

@@ -19,10 +19,9 @@ from snakeaudio.models import (
     save_pretrained,
 )
 from snakeaudio.nn import AMPBlock
+from _reference import needs_bigvgan, reference
 
-bigvgan = pytest.importorskip("bigvgan.bigvgan")
-bigvgan_mel = pytest.importorskip("bigvgan.meldataset")
-from bigvgan.env import AttrDict  # noqa: E402
+bigvgan, bigvgan_mel, bigvgan_env = reference("bigvgan"), reference("meldataset"), reference("env")
 
 DATA = Path(__file__).resolve().parent / "data"  # copies of NVIDIA's configs and the speech clips, with their licenses
 OFFICIAL = sorted((DATA / "bigvgan-configs").glob("*.json"))
@@ -67,7 +66,7 @@ def test_config_errors_name_the_problem():
 def random_bigvgan(h: dict, seed: int = 0):
     """NVIDIA's generator with random weights and distinct Snake parameters per channel."""
     torch.manual_seed(seed)
-    ref = bigvgan.BigVGAN(AttrDict(h))
+    ref = bigvgan.BigVGAN(bigvgan_env.AttrDict(h))
     with torch.no_grad():
         for name, p in ref.named_parameters():
             if name.endswith((".alpha", ".beta")):
@@ -83,6 +82,7 @@ def official_folder(tmp_path: Path, h: dict, ref) -> Path:
     return folder
 
 
+@needs_bigvgan
 @pytest.mark.parametrize("path", OFFICIAL, ids=lambda p: p.stem)
 def test_official_checkpoint_gives_nvidias_waveform(path, tmp_path):
     h = official_config(path)
@@ -104,6 +104,7 @@ def test_official_checkpoint_gives_nvidias_waveform(path, tmp_path):
     torch.testing.assert_close(ours_wav, ref_wav, atol=1e-4, rtol=0)
 
 
+@needs_bigvgan
 def test_resblock2_snake_plain_config_matches_nvidia(tmp_path):
     h = {
         "resblock": "2", "upsample_rates": [4, 4], "upsample_kernel_sizes": [8, 8], "upsample_initial_channel": 32,
@@ -118,6 +119,7 @@ def test_resblock2_snake_plain_config_matches_nvidia(tmp_path):
     torch.testing.assert_close(ours(mel), ref.eval()(mel), atol=1e-5, rtol=0)
 
 
+@needs_bigvgan
 @pytest.mark.parametrize("path", OFFICIAL, ids=lambda p: p.stem)
 def test_mel_equals_bigvgan_on_real_speech(path):
     h = official_config(path)

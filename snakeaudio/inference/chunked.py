@@ -91,7 +91,7 @@ def measure_once(cache: weakref.WeakKeyDictionary, generator: nn.Module, measure
 
 def has_state(generator: nn.Module) -> bool:
     """Whether one of the generator's stages carries state across all earlier frames
-    (a ``scan`` method, as :class:`~snakeaudio.models.generator.PhaseAccumulator`): then an
+    (a ``scan`` method, as :class:`~snakeaudio.models.generator.PhaseVocoder`): then an
     output depends on every frame before it and there is no finite receptive field."""
     return hasattr(generator, "stages") and any(hasattr(stage, "scan") for stage, _ in generator.stages())
 
@@ -107,7 +107,7 @@ def receptive_field(generator: nn.Module) -> int:
     """
     if has_state(generator):
         raise ValueError(
-            "this generator carries state across all earlier frames (phase accumulation): it has no finite receptive "
+            "this generator carries state across all earlier frames (a phase vocoder): it has no finite receptive "
             "field; vocode it whole, with synthesize_chunked or with stream_synthesis"
         )
     return measure_once(_FIELDS, generator, _measure)

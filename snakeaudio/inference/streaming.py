@@ -12,7 +12,7 @@ too and has the shortest look-ahead, but recomputes that context at every layer.
 
 The supports (how many input samples to the left and right an output of a stage depends
 on) are measured once per generator by back-propagation, like the receptive field. A stage
-with a ``scan(x, carry) -> (y, carry)`` method (a phase accumulator) instead carries its
+with a ``scan(x, carry) -> (y, carry)`` method (a phase vocoder) instead carries its
 state from chunk to chunk: it needs no context and has no finite receptive field.
 
 >>> from snakeaudio.models import Generator, preset

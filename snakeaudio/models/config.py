@@ -60,8 +60,8 @@ class GeneratorConfig:
       ``prod(upsample_rates) · istft_hop_size == hop_size`` (iSTFTNet's pattern; Vocos' with
       no upsampling).
     - ``istft_phase``: ``"frame"`` (each frame's phase from its own features) or
-      ``"accumulate"`` (a phase increment per frame, summed over frames: see
-      :class:`~snakeaudio.models.generator.PhaseAccumulator`).
+      ``"vocoder"`` (a learned offset on a phase-locked vocoder's phase, which turns
+      each partial at its own frequency: see :class:`~snakeaudio.models.generator.PhaseVocoder`).
     - ``mel_prior``: the log-magnitude is a residual on the pseudo-inverse of the input mel
       (FreeV's prior); needs the head at the mel's own STFT (no upsampling,
       ``istft_n_fft == n_fft``).
@@ -116,8 +116,8 @@ class GeneratorConfig:
             raise ValueError(
                 f"Expected hop_size == prod(upsample_rates), got {self.hop_size} != {math.prod(self.upsample_rates)}"
             )
-        if self.istft_phase not in ("frame", "accumulate"):
-            raise ValueError(f"istft_phase must be 'frame' or 'accumulate', got {self.istft_phase!r}")
+        if self.istft_phase not in ("frame", "vocoder"):
+            raise ValueError(f"istft_phase must be 'frame' or 'vocoder', got {self.istft_phase!r}")
         if self.head == "istft":
             if math.prod(self.upsample_rates) * self.istft_hop_size != self.hop_size:
                 raise ValueError(
@@ -240,17 +240,17 @@ PRESETS: dict[str, GeneratorConfig] = {
         upsample_initial_channel=512, activation="leakyrelu", anti_alias=False, snake_logscale=False,
     ),  # fmt: skip
     # CPU-efficient generators with an iSTFT head: Snake ConvNeXt blocks at the frame rate on
-    # the mel's pseudo-inverse (Vocos + FreeV), the same with its phase accumulated over frames,
+    # the mel's pseudo-inverse (Vocos + FreeV), the same with a phase vocoder's phase,
     # or AMP stages to 1/4 of the rate (iSTFTNet).
     "istft_24khz_100band": GeneratorConfig(
         upsample_rates=(), upsample_kernel_sizes=(), upsample_initial_channel=256, resblock_kernel_sizes=(),
         resblock_dilation_sizes=(), anti_alias=False, convnext_layers=8, head="istft", istft_n_fft=1024,
         istft_hop_size=256, mel_prior=True,
     ),  # fmt: skip
-    "istft_if_24khz_100band": GeneratorConfig(
+    "istft_pv_24khz_100band": GeneratorConfig(
         upsample_rates=(), upsample_kernel_sizes=(), upsample_initial_channel=256, resblock_kernel_sizes=(),
         resblock_dilation_sizes=(), anti_alias=False, convnext_layers=8, head="istft", istft_n_fft=1024,
-        istft_hop_size=256, istft_phase="accumulate", mel_prior=True,
+        istft_hop_size=256, istft_phase="vocoder", mel_prior=True,
     ),  # fmt: skip
     "amp_istft_24khz_100band": GeneratorConfig(
         upsample_rates=(8, 8), upsample_kernel_sizes=(16, 16), upsample_initial_channel=256,

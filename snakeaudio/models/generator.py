@@ -16,41 +16,67 @@ from ..nn.blocks import ActivationFactory, AMPBlock, ChannelNorm, ConvNeXtBlock,
 from ..nn.functional import exporting
 from .config import GeneratorConfig, activation_factory
 
-__all__ = ["Generator", "ISTFTHead", "PhaseAccumulator"]
+__all__ = ["Generator", "ISTFTHead", "PhaseVocoder"]
 
 _MAX_LOG_MAGNITUDE = 7.0  # e^7 ≈ 1100: above a full-scale sine's 256 for a 1024-point Hann frame
 
 
-class PhaseAccumulator(nn.Module):
-    """Phase from instantaneous frequency, carried across frames:
+class PhaseVocoder(nn.Module):
+    """Phase carried across frames by a phase-locked vocoder on the magnitude, plus a
+    learned offset:
 
-        φ[k, t] = offset[k, t] + Σ_{s ≤ t} (2π·k·hop / n_fft + increment[k, s])
+        φ[k, t] = offset[k, t] + θ[p, t] + π·(k − f[p, t]),   θ[k, t] = Σ_{s ≤ t} 2π·f[k, s]·hop / n_fft
 
-    A stateless head repeats the same phase for a steady input frame after frame, which
-    pulls every steady partial onto a multiple of sr / hop (a buzz at the hop rate); here a
-    steady increment turns a bin's phase at a steady rate, so a partial keeps its own
-    frequency. The sum runs in float64 and is wrapped to [0, 2π).
+    where p = p(k, t) is the spectral peak that bin k climbs to on the log-magnitude, f its
+    frequency in bins from a parabola through the peak and its neighbours, and θ each bin's
+    phase turned at the frequency of its peak (Laroche & Dolson's identity phase locking:
+    the bins of a peak keep a Hann window's phase pattern around it). A stateless head
+    repeats the same phase for a steady input frame after frame, which pulls every steady
+    partial onto a multiple of sr / hop (a buzz at the hop rate); here a partial turns at
+    its own frequency. The magnitude steers the phase but receives no gradient through it.
+    Sums run in float64 and are wrapped to [0, 2π).
 
-    :meth:`scan` takes and returns the running sum, so that a stream carries it from chunk
-    to chunk; :meth:`forward` starts it at zero.
+    :meth:`scan` takes and returns θ at the last frame, so that a stream carries it from
+    chunk to chunk; :meth:`forward` starts it at zero.
 
-    Shape: (B, 3K, F) log-magnitude, offset, increment -> (B, 2K, F) log-magnitude, phase.
+    Shape: (B, 2K, F) log-magnitude, offset -> (B, 2K, F) log-magnitude, phase.
     """
 
     def __init__(self, n_fft: int, hop_length: int) -> None:
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length
 
+    @staticmethod
+    def peaks(log_magnitude: Tensor) -> tuple[Tensor, Tensor]:
+        """The peak each bin climbs to and that peak's frequency in bins.
+
+        Shape: (B, K, F) -> (B, K, F) int64 bin indices, (B, K, F) float64 frequencies.
+        """
+        bins = log_magnitude.shape[1]
+        x = nn.functional.pad(log_magnitude.detach().double(), (0, 0, 1, 1), value=-math.inf)  # (B, K + 2, F)
+        left, centre, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
+        index = torch.arange(bins, device=x.device)[:, None].expand_as(centre)
+        up = torch.where((right > centre) & (right >= left), 1, torch.where(left > centre, -1, 0))
+        peak = index + up  # one step uphill, then pointer doubling: 2^j steps after j rounds
+        for _ in range(max(1, bins - 1).bit_length()):
+            peak = torch.gather(peak, 1, peak)
+        a, b, c = (torch.gather(side, 1, peak) for side in (left, centre, right))
+        a, c = torch.where(a.isinf(), b, a), torch.where(c.isinf(), b, c)  # a peak at an edge: no parabola
+        curvature = a - 2 * b + c
+        vertex = 0.5 * (a - c) / torch.where(curvature < 0, curvature, -1.0)
+        return peak, peak + torch.where(curvature < 0, vertex, 0.0).clamp(-0.5, 0.5)
+
     def scan(self, x: Tensor, carry: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Shape: x (B, 3K, F), carry (B, K) float64 or None -> (B, 2K, F), the new carry (B, K)."""
-        log_magnitude, offset, increment = x.chunk(3, dim=1)  # (B, 3K, F) -> 3 × (B, K, F)
-        bins = torch.arange(increment.shape[1], device=x.device, dtype=torch.float64)
-        centre = bins[:, None] * (2 * math.pi * self.hop_length / self.n_fft)  # (K, 1): each bin's own rotation per hop
-        total = (increment.double() + centre).cumsum(dim=-1)  # (B, K, F)
+        """Shape: x (B, 2K, F), carry (B, K) float64 or None -> (B, 2K, F), the new carry (B, K)."""
+        log_magnitude, offset = x.chunk(2, dim=1)  # (B, 2K, F) -> 2 × (B, K, F)
+        peak, frequency = self.peaks(log_magnitude)
+        theta = (frequency * (2 * math.pi * self.hop_length / self.n_fft)).cumsum(dim=-1)  # (B, K, F)
         if carry is not None:
-            total = total + carry[..., None]
-        phase = torch.remainder(offset.double() + total, 2 * math.pi)
-        return torch.cat([log_magnitude, phase.to(x.dtype)], dim=1), torch.remainder(total[..., -1], 2 * math.pi)
+            theta = theta + carry[..., None]
+        bins = torch.arange(log_magnitude.shape[1], device=x.device, dtype=torch.float64)[:, None]
+        locked = torch.gather(theta, 1, peak) + math.pi * (bins - frequency)
+        phase = torch.remainder(offset.double() + locked, 2 * math.pi)
+        return torch.cat([log_magnitude, phase.to(x.dtype)], dim=1), torch.remainder(theta[..., -1], 2 * math.pi)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.scan(x, None)[0]
@@ -67,33 +93,36 @@ class ISTFTHead(nn.Module):
     is a residual on ``log(prior · exp(mel))``, the magnitude the mel alone implies, and
     the head takes the features and the mel stacked on the channel axis.
 
-    With ``accumulate`` the convolution gives a phase offset and a phase increment per
-    frame, and a :class:`PhaseAccumulator` sums the increments over frames.
+    With ``vocoder`` the phase is a learned offset on a :class:`PhaseVocoder`'s phase,
+    which turns each partial at its own frequency from frame to frame; the projection
+    starts at zero, so that an untrained head is the vocoder on the prior alone.
 
     Shape: (B, C [+ n_mels], F) -> (B, 1, F · hop_length), clamped to [-1, 1].
     """
 
     def __init__(
-        self, channels: int, n_fft: int, hop_length: int, prior: Tensor | None = None, accumulate: bool = False
+        self, channels: int, n_fft: int, hop_length: int, prior: Tensor | None = None, vocoder: bool = False
     ) -> None:
         super().__init__()
         self.channels, self.bins = channels, n_fft // 2 + 1
-        self.proj = init_conv_(nn.Conv1d(channels, (3 if accumulate else 2) * self.bins, 1))
-        self.accumulator = PhaseAccumulator(n_fft, hop_length) if accumulate else None
+        self.proj = init_conv_(nn.Conv1d(channels, 2 * self.bins, 1))
+        self.vocoder = PhaseVocoder(n_fft, hop_length) if vocoder else None
+        if vocoder:  # start as the vocoder on the prior (or on a flat spectrum) alone
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
         self.istft = InverseSTFT(n_fft, hop_length)
         self.register_buffer("prior", prior, persistent=False)
 
     def stages(self) -> list[tuple[Callable[[Tensor], Tensor], int]]:
         """The head as ``(function, upsampling ratio)`` stages (see :meth:`Generator.stages`)."""
-        if self.accumulator is None:
+        if self.vocoder is None:
             return [(self, self.istft.hop_length)]
-        return [(self.spectrum, 1), (self.accumulator, 1), (self.synthesize, self.istft.hop_length)]
+        return [(self.spectrum, 1), (self.vocoder, 1), (self.synthesize, self.istft.hop_length)]
 
     def spectrum(self, x: Tensor) -> Tensor:
-        """Shape: (B, C [+ n_mels], F) -> (B, 2K or 3K, F): log-magnitude, then phase (or offset and increment)."""
+        """Shape: (B, C [+ n_mels], F) -> (B, 2K, F): log-magnitude, then phase (or the vocoder's offset)."""
         dtype = torch.promote_types(x.dtype, torch.float32)  # half-precision features: the spectrum in float32
-        y = self.proj(x[:, : self.channels]).to(dtype)  # (B, C, F) -> (B, 2K or 3K, F)
-        log_magnitude, phase = y[:, : self.bins], y[:, self.bins :]
+        log_magnitude, phase = self.proj(x[:, : self.channels]).to(dtype).chunk(2, dim=1)  # (B, C, F) -> 2 × (B, K, F)
         if self.prior is not None:
             mel = x[:, self.channels :].to(dtype)  # (B, n_mels, F)
             log_magnitude = log_magnitude + torch.log(torch.matmul(self.prior.to(dtype), mel.exp()).clamp(min=1e-5))
@@ -107,9 +136,9 @@ class ISTFTHead(nn.Module):
         return wav.clamp(-1.0, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.spectrum(x)  # (B, C [+ n_mels], F) -> (B, 2K or 3K, F)
-        if self.accumulator is not None:
-            y = self.accumulator(y)  # -> (B, 2K, F)
+        y = self.spectrum(x)  # (B, C [+ n_mels], F) -> (B, 2K, F)
+        if self.vocoder is not None:
+            y = self.vocoder(y)
         return self.synthesize(y).to(x.dtype)
 
 
@@ -163,7 +192,7 @@ class Generator(nn.Module):
         if config.head == "istft":
             prior = torch.linalg.pinv(mel_basis(config.mel_config).double()).float() if config.mel_prior else None
             self.head = ISTFTHead(
-                channels, config.istft_n_fft, config.istft_hop_size, prior, accumulate=config.istft_phase == "accumulate"
+                channels, config.istft_n_fft, config.istft_hop_size, prior, vocoder=config.istft_phase == "vocoder"
             )
         else:
             self.activation_post = make_activation(channels)
@@ -209,7 +238,7 @@ class Generator(nn.Module):
         """The forward pass as a chain of ``(function, upsampling ratio)``: conv_pre (1),
         then per upsampling step the transposed convolution (r_i) and the mean of its AMP
         blocks (1), then the ConvNeXt blocks (1), then the head (1, or the iSTFT's hop; with
-        phase accumulation the spectrum (1), the :class:`PhaseAccumulator` (1) and the inverse
+        a phase vocoder the spectrum (1), the :class:`PhaseVocoder` (1) and the inverse
         STFT (hop)).
         Each function maps (B, C, T) to (B, C', T · ratio); streaming synthesis runs them
         one by one. With a mel prior the frame-rate stages carry the mel along, stacked on

@@ -348,7 +348,7 @@ def phase_loss(
     magnitude's share of its frame (bins of silence carry no phase worth matching).
 
     ``absolute=False`` keeps the instantaneous frequency alone: for a generator that
-    accumulates its phase from where a segment starts, the phase itself and its difference
+    turns its phase from where a segment starts (a phase vocoder), the phase itself and its difference
     across bins depend on that start, which it cannot know.
 
     Shape: two waveforms (B, 1, T) (or (T,), (B, T)), T > n_fft / 2 -> scalar.
