@@ -8,21 +8,33 @@ whole-input synthesis, for the exact chunked synthesis the `snakeaudio synthesiz
 uses, and for streaming in chunks of one mel frame, 0.1 s and 0.5 s: stage by stage (each
 stage recomputing only its own few samples of left context per chunk) and whole (each chunk
 recomputing the receptive field of left context through every layer; the shorter look-ahead).
+Last, the `snakeaudio synthesize` command itself on a clip of ``--cli-seconds`` (30 s): wall
+time of a fresh process, start-up included, per second of audio, without and with the
+spectrogram PNG the command writes by default.
 
-Run: python benchmarks/inference.py [--model NAME_OR_FOLDER] [--seconds 10] [--repeats 3]
+Run: python benchmarks/inference.py [--model NAME_OR_FOLDER] [--seconds 10] [--repeats 3] [--cli-seconds 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 import torch
 from bigvgan.bigvgan import BigVGAN
 from bigvgan.env import AttrDict
 from common import time_side_by_side
 
-from snakeaudio.inference import stream_synthesis, streaming_latency, synthesize_chunked
+from snakeaudio.inference import EXAMPLE_INPUT, stream_synthesis, streaming_latency, synthesize_chunked
 from snakeaudio.models import DEFAULT_MODEL, Generator, from_pretrained, preset
 from snakeaudio.models.checkpoint import inference_state_dict
 
@@ -46,11 +58,30 @@ def stream(model, mel, chunk: int, stagewise: bool) -> None:
         pass
 
 
+def cli_seconds_per_run(model: str, seconds: float, repeats: int) -> dict[str, float]:
+    """Median wall time of ``snakeaudio synthesize`` in a fresh process on a ``seconds`` clip (the
+    bundled example, repeated), with as many threads as this process; keys: "no plot", "plot"."""
+    audio, sr = sf.read(EXAMPLE_INPUT, dtype="float32")
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    times: dict[str, list[float]] = {"no plot": [], "plot": []}
+    with tempfile.TemporaryDirectory() as folder:
+        clip = Path(folder) / "clip.wav"
+        sf.write(clip, np.resize(audio, round(seconds * sr)), sr)
+        command = [sys.executable, "-m", "snakeaudio.cli", "synthesize", str(clip), "-o", str(Path(folder) / "out.wav"), "--model", model]
+        for _ in range(repeats):
+            for name, extra in (("no plot", ["--no-plot"]), ("plot", [])):
+                start = time.perf_counter()
+                subprocess.run(command + extra, env=env, check=True, capture_output=True)
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cli-seconds", type=float, default=30.0, help="length of the clip for the CLI's real-time factor")
     args = parser.parse_args(argv)
     ours = from_pretrained(args.model)
     same_weights = ours.config.head == "waveform"
@@ -75,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = frames * hop / sr
     print(f"{args.model}: {sum(p.numel() for p in ours.parameters()) / 1e6:.2f} M parameters, {sr} Hz; "
           f"{seconds:.1f} s of audio, float32, {torch.get_num_threads()} threads, torch {torch.__version__}")  # fmt: skip
-    print(f"max |snakeaudio - bigvgan| = {difference:.1e} (nan: not the same model); streaming look-ahead {streaming_latency(ours) * 1000:.0f} ms "
-          f"stagewise, {streaming_latency(ours, stagewise=False) * 1000:.0f} ms whole")  # fmt: skip
+    print(f"max |snakeaudio - bigvgan| = {difference:.1e} (nan: not the same model); "
+          f"streaming look-ahead {streaming_latency(ours) * 1000:.0f} ms stagewise, "
+          f"{streaming_latency(ours, stagewise=False) * 1000:.0f} ms whole")  # fmt: skip
     print(f"{'synthesis':<50} {'RTF':>6} {'vs bigvgan':>11}")
     rows = {
         f"bigvgan ({'same weights' if same_weights else 'small_24khz_100band'}, whole)": t["bigvgan"],
@@ -89,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, value in rows.items():
         print(f"{name:<50} {value / seconds:6.3f} {t['bigvgan'] / value:10.2f}x")
+    cli = cli_seconds_per_run(args.model, args.cli_seconds, args.repeats)
+    print(f"snakeaudio synthesize, a {args.cli_seconds:g} s clip, fresh process (start-up included): RTF "
+          f"{cli['no plot'] / args.cli_seconds:.3f} with --no-plot, {cli['plot'] / args.cli_seconds:.3f} writing the PNG")  # fmt: skip
     return 0
 
 

@@ -119,7 +119,8 @@ def test_bad_files_fail_alone_and_inputs_are_never_overwritten(short_clips, tmp_
     assert main(["synthesize", str(folder / "good.wav"), "-o", str(folder / "good.wav")]) == 2
     assert "would overwrite an input" in capsys.readouterr().err
     assert (folder / "good.wav").read_bytes() == before
-    assert main(["synthesize", str(tmp_path / "missing.wav")]) == 2
+    assert main(["synthesize", str(tmp_path / "missing.wav")]) == 1
+    assert "missing.wav does not exist" in capsys.readouterr().err
 
 
 def test_synthesize_the_bundled_example_as_a_subprocess(tmp_path):
@@ -157,7 +158,7 @@ def test_evaluate_reports_vocoder_and_griffin_lim(short_clips, tmp_path, capsys)
     (folder / "broken.wav").write_bytes(b"RIFF....")
     assert main(["evaluate", str(folder), "--no-griffin-lim"]) == 1
     captured = capsys.readouterr()
-    assert "1 file(s)" in captured.out and "vocoder" in captured.out
+    assert "1 file," in captured.out and "vocoder" in captured.out
     assert "broken.wav" in captured.err
 
 

@@ -129,7 +129,7 @@ def test_evaluate_reports_both_systems(clip, generator):
 
     table = report.format_table(per_file=True)
     lines = table.splitlines()
-    assert "1 file(s)" in lines[0] and "16000 Hz" in lines[0]
+    assert "1 file," in lines[0] and "16000 Hz" in lines[0]
     assert all(label in lines[1] for label in METRICS.values())
     assert len({len(line) for line in lines[1:]}) == 1  # fixed width
     assert [line.split()[0] for line in lines[3:5]] == ["vocoder", "griffin-lim"]  # no input row without DNSMOS
@@ -168,6 +168,28 @@ def test_evaluate_names_an_unreadable_file(tmp_path, generator):
     assert report.files == [] and list(report.failures) == [str(bad)]
     assert "could not be evaluated" in report.format_table()
     json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_evaluate_leaves_a_silent_file_out_of_the_means(tmp_path, clip, generator):
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), torch.zeros(16000).numpy(), 16000)
+    with pytest.raises(ValueError, match=r"silent\.wav is silent \(peak 0 < 0\.0001\)"):
+        evaluate(generator, [silent], griffin_lim_baseline=False, dnsmos=False)
+    alone = evaluate(generator, [clip], griffin_lim_baseline=False, dnsmos=False)
+    with pytest.warns(UserWarning, match="1 of 2 files could not be evaluated"):
+        both = evaluate(generator, [clip, silent], griffin_lim_baseline=False, dnsmos=False, skip_failures=True)
+    assert list(both.failures) == [str(silent)] and [r.path for r in both.files] == [str(clip)]
+    assert both.means() == alone.means()  # a silent file once made the mean MR-STFT 23
+
+
+@pytest.mark.parametrize("cents", [7.0, 33.0])
+def test_pitch_error_is_not_quantised(generator, cents):
+    """A tone against the same tone shifted by a number of cents off any 10- or 20-cent grid."""
+    t = torch.arange(16000, dtype=torch.float64) / 16000
+    reference = 0.5 * torch.sin(2 * torch.pi * 220 * t)
+    shifted = 0.5 * torch.sin(2 * torch.pi * 220 * 2 ** (cents / 1200) * t)
+    scores = copy_synthesis_scores(reference.float(), shifted.float(), generator, dnsmos=False)
+    assert scores.cents_error == pytest.approx(cents, abs=1.0) and scores.vuv_f1 == 1.0
 
 
 def test_evaluate_names_a_too_short_file(tmp_path, generator):

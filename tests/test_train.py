@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -98,7 +99,7 @@ def test_config_errors(tmp_path):
         TrainConfig.from_dict({**TINY, "training": {"speed": 11}})
     with pytest.raises(ValueError, match="unknown sections in the training config: extra"):
         TrainConfig.from_dict({**TINY, "extra": {}})
-    with pytest.raises(ValueError, match="unknown generator config keys: colour"):
+    with pytest.raises(ValueError, match="unknown keys in the 'generator' section: colour"):
         TrainConfig.from_dict({**TINY, "generator": {"preset": "tiny_16khz_80band", "colour": 1}})
     with pytest.raises(ValueError, match="segment_size must be a multiple of hop_size"):
         TrainConfig.from_dict({**TINY, "training": {"segment_size": 1000}})
@@ -107,6 +108,20 @@ def test_config_errors(tmp_path):
     missing = {**TINY, "data": {"kind": "folder", "path": str(tmp_path / "nowhere")}}
     result = snakeaudio("train", write_json(tmp_path / "m.json", missing), "-o", tmp_path / "o")
     assert result.returncode != 0 and "data folder" in result.stderr and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "section, misspelt, meant, also_known",
+    [("training", "batch_sise", "batch_size", "learning_rate"), ("data", "f0_mn", "f0_min", "validation"),
+     ("generator", "upsample_initial_chanel", "upsample_initial_channel", "preset")],
+)  # fmt: skip
+def test_a_misspelt_key_is_named_with_the_valid_ones(tmp_path, section, misspelt, meant, also_known):
+    config = json.loads(json.dumps(TINY))
+    config[section][misspelt] = 1
+    with pytest.raises(ValueError, match=f"unknown keys in the '{section}' section: {misspelt} \\(did you mean {meant}\\?\\)") as error:
+        TrainConfig.from_json(write_json(tmp_path / "typo.json", config))
+    known = str(error.value).split("(known: ")[1]
+    assert meant in known and also_known in known
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -326,7 +341,7 @@ def test_the_vocoder_sees_the_training_mel_at_inference(tmp_path):
     config["training"].update(batch_size=1, segment_size=n)
     trainer = Trainer(TrainConfig.from_dict(config), tmp_path / "run")
     seen = []
-    hook = trainer.generator.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    hook = trainer.generator.conv_pre.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
     trainer.train_step(trainer.train_set[0][None])  # the whole clip: one segment of its length
     trainer.generator.eval()
     copy_synthesize(trainer.generator, read_audio(tmp_path / "clip.wav", sr))
@@ -366,3 +381,89 @@ def test_discriminators_see_a_window_and_the_new_losses_are_logged(tmp_path):
     assert values["loss_stft"] > 0 and values["loss_phase"] > 0
     with pytest.raises(ValueError, match="discriminator_segment must be >= 0"):
         TrainConfig.from_dict({**TINY, "training": {"discriminator_segment": -1}})
+
+
+def test_init_from_only_when_there_is_nothing_to_resume(tmp_path, caplog):
+    from snakeaudio.train import Trainer
+
+    config = TrainConfig.from_dict(TINY)
+    base = Trainer(TrainConfig.from_dict({**TINY, "training": {**TINY["training"], "seed": 99}}), tmp_path / "base")
+    base.save_checkpoint()
+    fresh = Trainer(config, tmp_path / "run", init_from=tmp_path / "base")
+    mel = torch.randn(1, 80, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.generator(mel), base.generator(mel), atol=1e-5, rtol=1e-5)
+    fresh.train_step(torch.stack([fresh.train_set[i] for i in range(2)]))
+    fresh.save_checkpoint()
+    caplog.set_level(logging.INFO, logger="snakeaudio.train.trainer")
+    resumed = Trainer(config, tmp_path / "run", init_from=tmp_path / "base")
+    assert resumed.step == 1
+    assert all(torch.equal(v, fresh.generator.state_dict()[k]) for k, v in resumed.generator.state_dict().items())
+    assert f"{tmp_path / 'base'} not used: {tmp_path / 'run'} resumes from its own checkpoint" in caplog.text
+    with pytest.raises(ValueError, match="resumed at step 1: initialising it from .* would undo that"):
+        resumed.initialize_from(tmp_path / "base")  # what the CLI did on every rank but the first
+
+
+@pytest.mark.parametrize(
+    "device, calls", [(None, ["set_device cuda:1", "init nccl"]), ("cuda", ["set_device cuda:1", "init nccl"]), ("cpu", ["init gloo"])]
+)
+def test_the_rank_gpu_is_current_before_nccl_starts(tmp_path, monkeypatch, device, calls):
+    """torchrun's rank 1 on a CUDA machine: NCCL's communicators and collectives of Python
+    objects use the current device, which must be the rank's own GPU by then."""
+    from snakeaudio.train import Trainer
+
+    seen = []
+
+    class Started(Exception):
+        pass
+
+    def init_process_group(backend):
+        seen.append(f"init {backend}")
+        raise Started
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: seen.append(f"set_device {d}"))
+    monkeypatch.setattr(torch.distributed, "init_process_group", init_process_group)
+    with pytest.raises(Started):
+        Trainer(TrainConfig.from_dict(TINY), tmp_path / "run", device=device)
+    assert seen == calls
+
+
+def test_input_checks_run_once_per_batch_shape(tmp_path, monkeypatch):
+    """Checking a batch for NaN makes the host wait for the GPU: done at every step, it
+    stalls training. The first batch of each shape is checked; a later non-finite one still
+    ends its step with an error."""
+    from snakeaudio.train import Trainer
+
+    trainer = Trainer(TrainConfig.from_dict(TINY), tmp_path / "run")
+    batch = torch.stack([trainer.train_set[i] for i in range(2)])
+    checked, isfinite = [], torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda x: checked.append(x.shape) or isfinite(x))
+    trainer.train_step(batch)
+    first = len(checked)
+    assert first >= 1
+    trainer.train_step(batch.flip(0))
+    assert len(checked) == first
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 3"):
+        trainer.train_step(torch.full_like(batch, float("nan")))
+    with pytest.raises(ValueError, match="the waveform contains NaN"):
+        trainer.train_step(torch.full((2, 1, 2048), float("nan")))
+
+
+def test_tell_when_tensorboard_is_off_nothing_is_left_to_do_or_the_config_changed(tmp_path, monkeypatch, caplog):
+    from snakeaudio.train import Trainer
+
+    caplog.set_level(logging.INFO, logger="snakeaudio.train.trainer")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
+    assert Trainer(TrainConfig.from_json(write_config(tmp_path, max_steps=1)), tmp_path / "run").fit() == 1
+    assert 'TensorBoard logging is off: the tensorboard package is missing (install the "train" extra: pip install -e ".[train]")' in (
+        caplog.text
+    )
+    caplog.clear()
+    changed = TrainConfig.from_json(write_config(tmp_path, max_steps=1, batch_size=1, learning_rate=2e-4))
+    assert Trainer(changed, tmp_path / "run").fit() == 1
+    differs = "training.batch_size: 2 -> 1; training.learning_rate: 0.0001 -> 0.0002"
+    assert f"the config differs from the one step_00000001 was trained with: {differs}" in caplog.text
+    assert f"nothing to do: {tmp_path / 'run'} is at step 1 and max_steps is 1" in caplog.text

@@ -3,7 +3,8 @@
 Every reader returns float32 CPU tensors and raises a ``ValueError`` that names the file
 when the file cannot be used (:func:`read_mel`: ``FileNotFoundError`` when it is missing;
 :func:`read_audio`: ``ValueError`` then too), so a batch job can report the bad input and
-go on with the others.
+go on with the others. Warnings name the file too (:func:`naming_warnings` adds the name to
+those of code that does not know it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pickle
 import re
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +25,102 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
-__all__ = ["AUDIO_FILE_SUFFIXES", "MEL_FILE_SUFFIXES", "atomic_write", "audio_files", "read_audio", "read_mel", "write_wav"]
+__all__ = [
+    "AUDIO_FILE_SUFFIXES",
+    "MEL_FILE_SUFFIXES",
+    "atomic_write",
+    "audio_files",
+    "counted",
+    "naming_warnings",
+    "read_audio",
+    "read_mel",
+    "write_wav",
+]
 
 AUDIO_FILE_SUFFIXES = (".wav", ".flac", ".ogg")
 MEL_FILE_SUFFIXES = (".npy", ".pt")
 
 
-def audio_files(folder: str | Path, suffixes: Sequence[str] = AUDIO_FILE_SUFFIXES) -> list[Path]:
+def counted(count: int, noun: str) -> str:
+    """``count`` and the noun in the number it needs: ``counted(1, "sample")`` is "1 sample",
+    ``counted(3, "sample")`` "3 samples"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def audio_files(folder: str | Path, suffixes: Sequence[str] = AUDIO_FILE_SUFFIXES, *, warn_skipped: bool = False) -> list[Path]:
     """Files with these suffixes (by default audio: wav, flac, ogg; any letter case) under
-    ``folder`` and its subfolders, sorted."""
+    ``folder`` and its subfolders, sorted. With ``warn_skipped``, one warning counts the
+    files left out for their type."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder at {folder}")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    found = sorted(p for p in files if p.suffix.lower() in suffixes)
+    skipped = len(files) - len(found)
+    if warn_skipped and skipped:
+        warnings.warn(f"skipped {counted(skipped, 'file')} under {folder} not ending in {' / '.join(suffixes)}", stacklevel=2)
+    return found
 
 
-def read_audio(path: str | Path, sample_rate: int) -> Tensor:
+def _fraction_present(path: str | Path) -> float | None:
+    """For a WAV file whose data ends before its header says (a cut-off copy or download): the
+    fraction of the declared data that is there. None for any other file.
+
+    libsndfile reads such a file without complaint, reporting only the frames present.
+    """
+    with open(path, "rb") as file:
+        if file.read(4) != b"RIFF" or file.read(8)[4:] != b"WAVE":
+            return None
+        size = os.fstat(file.fileno()).st_size
+        while len(header := file.read(8)) == 8:
+            length = int.from_bytes(header[4:], "little")
+            if header[:4] == b"data":
+                present = size - file.tell()
+                # 0 and 0xFFFFFFFF: a streaming writer's "length unknown"
+                return present / length if 0 < length < 0xFFFFFFFF and present < length else None
+            file.seek(length + length % 2, os.SEEK_CUR)  # chunks are padded to an even length
+    return None
+
+
+def read_audio(path: str | Path, sample_rate: int, *, strict: bool = False) -> Tensor:
     """Read a file, mix it down to mono and resample it. Returns float32 (T,).
 
-    Raises ``ValueError`` naming the file when it cannot be opened or decoded (a missing
-    file included).
+    Raises ``ValueError`` naming the file when it is missing or cannot be opened or decoded.
+    A WAV file whose data ends before its header says (truncated) gives what is there, with a
+    warning naming the file, or with ``strict`` a ``ValueError``.
     """
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} does not exist" if not os.path.exists(path) else f"{path} is not a file")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        fraction = _fraction_present(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as err:
         raise ValueError(f"cannot read audio file {path}: {err}") from err
+    if fraction is not None:
+        seconds = len(data) / rate
+        message = f"{path} is truncated: its header promises {seconds / fraction:.2f} s of audio, the file holds {seconds:.2f} s"
+        if strict:
+            raise ValueError(message)
+        warnings.warn(f"{message}; reading what is there", stacklevel=2)
     wav = torch.from_numpy(data).mean(dim=1)  # (T, channels) -> (T,): mono mix-down
     if rate != sample_rate:
         wav = AF.resample(wav, rate, sample_rate)
     return wav
+
+
+@contextmanager
+def naming_warnings(path: str | Path) -> Iterator[None]:
+    """Issue the warnings raised inside the block again once it ends, with ``path`` in front
+    of those that do not name it: for code that warns about a waveform without knowing its file."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for warning in caught:
+            message = str(warning.message)
+            warnings.warn(message if str(path) in message else f"{path}: {message}", warning.category, stacklevel=3)
 
 
 def _reason(err: BaseException) -> str:

@@ -67,8 +67,9 @@ def num_frames(num_samples: int, config: MelConfig) -> int:
     return (num_samples + 2 * padding - config.n_fft) // config.hop_length + 1
 
 
-def _check_waveform(wav: Tensor, config: MelConfig) -> Tensor:
-    """Validate and flatten to (B, T)."""
+def _check_waveform(wav: Tensor, config: MelConfig, values: bool = True) -> Tensor:
+    """Validate and flatten to (B, T); ``values=False`` skips the checks that read the samples
+    (finite, peak), which make the host wait for a GPU."""
     if not wav.is_floating_point():
         raise ValueError(f"expected a floating-point waveform, got dtype {wav.dtype}")
     if wav.dim() == 3:
@@ -84,6 +85,8 @@ def _check_waveform(wav: Tensor, config: MelConfig) -> Tensor:
         raise ValueError(
             f"the waveform has {wav.shape[-1]} samples; reflect padding needs more than {padding} (n_fft={config.n_fft}, hop={config.hop_length})"
         )
+    if not values:
+        return wav
     if not bool(torch.isfinite(wav).all()):
         raise ValueError("the waveform contains NaN or infinite values")
     peak = wav.abs().max().item() if wav.numel() else 0.0
@@ -120,6 +123,9 @@ def mel_spectrogram(wav: Tensor, config: MelConfig) -> Tensor:
 class MelSpectrogram(nn.Module):
     """:func:`mel_spectrogram` as a module; the mel basis and window are non-persistent buffers.
 
+    ``check=False`` skips the checks that read the samples (finite, within [-1, 1]): a
+    training loop that checked a batch shape once avoids a host sync per step.
+
     Shape: (T,), (B, T) or (B, 1, T) -> (B, num_mels, F).
     """
 
@@ -132,8 +138,8 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("basis", mel_basis(config), persistent=False)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
 
-    def forward(self, wav: Tensor) -> Tensor:
-        wav = _check_waveform(wav, self.config)
+    def forward(self, wav: Tensor, check: bool = True) -> Tensor:
+        wav = _check_waveform(wav, self.config, values=check)
         return _log_mel(wav, self.basis.to(wav.dtype), self.window.to(wav.dtype), self.config)
 
     def extra_repr(self) -> str:

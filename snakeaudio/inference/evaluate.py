@@ -10,6 +10,7 @@ V/UV F1, hop comb, DNSMOS), the scores the trainer validates with.
 With ``griffin_lim_baseline`` the same log-mel is also inverted by Griffin-Lim, a
 training-free floor that any trained vocoder should clear. DNSMOS needs no reference, so
 the recording's own DNSMOS is reported too, as the row "input": the ceiling for the others.
+A silent recording is not scored: scores against silence mean nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
@@ -28,12 +30,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..dsp import quality
-from ..dsp.io import audio_files, read_audio
+from ..dsp.io import audio_files, counted, naming_warnings, read_audio
 from ..dsp.mel import MelConfig, mel_basis
 from ..dsp.quality import DNSMOSScores
 from ..models.config import GeneratorConfig
 from ..models.generator import Generator
-from ..train.scores import Scores, copy_synthesis_scores
+
+if TYPE_CHECKING:
+    from ..train.scores import Scores
 
 __all__ = ["INPUT_METRICS", "METRICS", "EvaluationReport", "FileResult", "Scores", "audio_files", "evaluate", "griffin_lim"]
 
@@ -62,6 +66,14 @@ INPUT_METRICS = ("dnsmos_p808", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 VOCODER = "vocoder"
 GRIFFIN_LIM = "griffin-lim"
 INPUT = "input"
+
+
+def __getattr__(name: str) -> object:
+    if name == "Scores":  # the training package's, loaded on first use
+        from ..train.scores import Scores
+
+        return Scores
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _input_scores(mos: DNSMOSScores | None) -> dict[str, float | None]:
@@ -186,10 +198,10 @@ class EvaluationReport:
         def line(cells: list[str]) -> str:
             return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
 
-        title = f"copy synthesis: {len(self.files)} file(s), {self.duration:.1f} s at {self.sample_rate} Hz"
+        title = f"copy synthesis: {counted(len(self.files), 'file')}, {self.duration:.1f} s at {self.sample_rate} Hz"
         lines = [title, line(header), "  ".join("-" * w for w in widths)] + [line(row) for row in rows]
         if self.failures:
-            lines.append(f"{len(self.failures)} file(s) could not be evaluated: {', '.join(self.failures)}")
+            lines.append(f"{counted(len(self.failures), 'file')} could not be evaluated: {', '.join(self.failures)}")
         return "\n".join(lines)
 
 
@@ -239,9 +251,15 @@ def griffin_lim(mel: Tensor, config: MelConfig | GeneratorConfig, *, n_iter: int
     return out.clamp(-1.0, 1.0).to(mel.device)
 
 
-def _evaluate_file(generator: Generator, path: Path, griffin_lim_baseline: bool, with_dnsmos: bool) -> FileResult:
+def _evaluate_file(generator: Generator, path: Path, griffin_lim_baseline: bool, with_dnsmos: bool, strict: bool) -> FileResult:
+    from ..train.data import SILENCE_PEAK  # the training package: loaded only to score
+    from ..train.scores import copy_synthesis_scores
+
     parameter = next(generator.parameters())
-    wav = read_audio(path, generator.sample_rate).to(parameter.device)  # (T,)
+    wav = read_audio(path, generator.sample_rate, strict=strict).to(parameter.device)  # (T,)
+    peak = float(wav.abs().max()) if wav.numel() else 0.0
+    if peak < SILENCE_PEAK:
+        raise ValueError(f"{path} is silent (peak {peak:.1g} < {SILENCE_PEAK:g}): scores against silence mean nothing")
     try:
         mel = generator.mel(wav)  # (1, n_mels, F)
         audio = generator(mel.to(parameter.dtype))[0, 0].float()  # (F·hop,)
@@ -267,6 +285,7 @@ def evaluate(
     dnsmos: bool = True,
     skip_failures: bool = False,
     progress: bool = False,
+    strict: bool = False,
 ) -> EvaluationReport:
     """Copy-synthesis scores of ``generator`` (and of Griffin-Lim) on audio files.
 
@@ -277,10 +296,11 @@ def evaluate(
     Welch window (0.34 s at 24 kHz) for a hop-comb score (NaN otherwise). ``dnsmos=False``
     skips DNSMOS, the slowest score (about 0.7 s per system and file up to 9 s on two CPU cores).
 
-    A file that cannot be read or scored raises ``ValueError`` naming it; with
-    ``skip_failures`` it is recorded in ``report.failures`` instead, with one warning at
-    the end. ``progress`` shows a progress bar. The generator is run in eval mode and left
-    in the mode it was in.
+    A file that cannot be read or scored, or is silent, raises ``ValueError`` naming it;
+    with ``skip_failures`` it is recorded in ``report.failures`` instead (and left out of the
+    means), with one warning at the end. ``strict``: a truncated audio file fails instead of
+    giving a warning (:func:`~snakeaudio.dsp.io.read_audio`). ``progress`` shows a progress
+    bar. The generator is run in eval mode and left in the mode it was in.
     """
     report = EvaluationReport(generator.sample_rate)
     was_training = generator.training
@@ -289,7 +309,8 @@ def evaluate(
         with torch.inference_mode():
             for path in tqdm([Path(f) for f in files], desc="evaluating", unit="file", disable=not progress):
                 try:
-                    report.files.append(_evaluate_file(generator, path, griffin_lim_baseline, dnsmos))
+                    with naming_warnings(path):
+                        report.files.append(_evaluate_file(generator, path, griffin_lim_baseline, dnsmos, strict))
                 except ValueError as err:
                     if not skip_failures:
                         raise
@@ -298,7 +319,7 @@ def evaluate(
         generator.train(was_training)
     if report.failures:
         warnings.warn(
-            f"{len(report.failures)} of {len(files)} file(s) could not be evaluated; see EvaluationReport.failures",
+            f"{len(report.failures)} of {counted(len(files), 'file')} could not be evaluated; see EvaluationReport.failures",
             stacklevel=2,
         )
     return report

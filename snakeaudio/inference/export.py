@@ -6,7 +6,8 @@ The graph takes ``"mel"`` shaped (B, n_mels, F) and returns ``"audio"`` shaped
 folded; the fused Snake kernels give way to standard operators while exporting (see
 :func:`snakeaudio.nn.functional.exporting`), so any ONNX runtime can run it. The graph is deterministic: the generator draws no random numbers.
 
-Needs the ``export`` extra: ``pip install snakeaudio[export]`` (onnx, onnxruntime, onnxscript).
+Needs the ``export`` extra: ``pip install "snakeaudio[export]"``, or in a clone
+``pip install -e ".[export]"`` (onnx, onnxruntime, onnxscript).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _require_export_packages() -> None:
             missing.append(name)
     if missing:
         raise ImportError(
-            f"ONNX export needs the packages {', '.join(missing)}; install the export extra: pip install snakeaudio[export]"
+            f"ONNX export needs the packages {', '.join(missing)}; install the export extra: "
+            'pip install "snakeaudio[export]", or in a clone: pip install -e ".[export]"'
         )
 
 

@@ -2,7 +2,8 @@
 
 Audio inputs (wav/flac/ogg) are mixed down to mono and resampled to the model's rate; the
 output has the input's duration at the model's rate. Mel inputs (``.npy``/``.pt``, shaped
-(n_mels, F)) give F · hop samples. A silent input gives a (near-)silent output.
+(n_mels, F)) give F · hop samples. A silent input gives a (near-)silent output. An input that
+cannot be used (missing, unreadable, too short) fails alone: the others still run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..dsp.io import AUDIO_FILE_SUFFIXES, MEL_FILE_SUFFIXES, audio_files, read_audio, read_mel
+from ..dsp.io import AUDIO_FILE_SUFFIXES, MEL_FILE_SUFFIXES, audio_files, counted, naming_warnings, read_audio, read_mel
 from .chunked import synthesize_chunked
 from .synthesis import _fit_length, _like_parameters, synthesize_batch
 
@@ -40,25 +41,27 @@ class Synthesized:
 def plan_jobs(inputs: Sequence[str | Path], output: str | Path) -> list[Job]:
     """Pair every input file with its output wav.
 
-    Folders are searched recursively for audio and mel files; their outputs keep the paths
-    relative to the folder. ``output`` is a folder, or a ``.wav`` path for a single input
-    file. Raises ``FileNotFoundError`` for a missing input and ``ValueError`` for a folder
-    without inputs, two inputs mapped to one output, or an output that is an input.
+    Folders are searched recursively for audio and mel files (one warning counts the other
+    files); their outputs keep the paths relative to the folder. ``output`` is a folder, or
+    a ``.wav`` path for a single input file. A missing input is planned like a file: it
+    fails when it is read, alone. Raises ``ValueError`` for a ``.wav`` output with several
+    inputs or a folder, a folder without inputs, two inputs mapped to one output, or an
+    output that is an input.
     """
-    output = Path(output)
-    single = len(inputs) == 1 and Path(inputs[0]).is_file()
+    output, paths = Path(output), [Path(p) for p in inputs]
+    to_file = output.suffix.lower() == ".wav"
+    if to_file and (len(paths) != 1 or paths[0].is_dir()):
+        given = f"the input {paths[0]} is a folder" if len(paths) == 1 else f"there are {counted(len(paths), 'input')}"
+        raise ValueError(f"the output {output} names one wav file, but {given}; give an output folder instead")
     jobs: list[Job] = []
-    for item in map(Path, inputs):
+    for item in paths:
         if item.is_dir():
-            found = audio_files(item, AUDIO_FILE_SUFFIXES + MEL_FILE_SUFFIXES)
+            found = audio_files(item, AUDIO_FILE_SUFFIXES + MEL_FILE_SUFFIXES, warn_skipped=True)
             if not found:
                 raise ValueError(f"no {_INPUT_KINDS} files under {item}")
             jobs += [Job(p, output / p.relative_to(item).with_suffix(".wav")) for p in found]
-        elif item.is_file():
-            target = output if single and output.suffix.lower() == ".wav" else output / f"{item.stem}.wav"
-            jobs.append(Job(item, target))
         else:
-            raise FileNotFoundError(f"input {item} does not exist")
+            jobs.append(Job(item, output if to_file else output / f"{item.stem}.wav"))
     sources = {job.source.resolve() for job in jobs}
     seen: dict[Path, Path] = {}
     for job in jobs:
@@ -71,33 +74,49 @@ def plan_jobs(inputs: Sequence[str | Path], output: str | Path) -> list[Job]:
     return jobs
 
 
-def _load(generator: nn.Module, path: Path) -> tuple[Tensor, int]:
+def _shortest_input(generator: nn.Module) -> int:
+    """The fewest samples of audio (at the generator's rate) that it can synthesise: one mel
+    frame, and more than the mel's reflect padding of (n_fft − hop) / 2 on each side."""
+    mel = generator.config.mel_config
+    return max(mel.hop_length, (mel.n_fft - mel.hop_length) // 2 + 1)
+
+
+def _load(generator: nn.Module, path: Path, strict: bool) -> tuple[Tensor, int]:
     """The mel to vocode (n_mels, F) and the number of output samples. Called under no_grad."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
     suffix = path.suffix.lower()
     if suffix in MEL_FILE_SUFFIXES:
         mel = read_mel(path, generator.num_mels)
         return mel, mel.shape[-1] * generator.hop_length
     if suffix not in AUDIO_FILE_SUFFIXES:
         raise ValueError(f"{path}: unsupported input type {suffix!r}; expected {_INPUT_KINDS}")
-    wav = read_audio(path, generator.sample_rate)  # (T,)
-    if wav.numel() < generator.hop_length:
-        raise ValueError(f"{path} holds {wav.numel()} samples at {generator.sample_rate} Hz, fewer than one frame ({generator.hop_length})")
-    if not torch.isfinite(wav).all():
-        raise ValueError(f"{path} contains NaN or infinite samples")
-    mel = generator.mel(wav[None, None].to(next(generator.parameters()).device))[0]  # (1, 1, T) -> (n_mels, F)
+    sr, shortest = generator.sample_rate, _shortest_input(generator)
+    with naming_warnings(path):
+        wav = read_audio(path, sr, strict=strict)  # (T,)
+        if wav.numel() < shortest:
+            raise ValueError(
+                f"{path} is too short to synthesize: {counted(wav.numel(), 'sample')} ({1000 * wav.numel() / sr:.1f} ms at "
+                f"{sr} Hz); the model needs at least {counted(shortest, 'sample')} ({1000 * shortest / sr:.1f} ms)"
+            )
+        if not torch.isfinite(wav).all():
+            raise ValueError(f"{path} contains NaN or infinite samples")
+        mel = generator.mel(wav[None, None].to(next(generator.parameters()).device))[0]  # (1, 1, T) -> (n_mels, F)
     return mel, wav.numel()
 
 
 @torch.no_grad()
 def synthesize_files(
-    generator: nn.Module, jobs: Sequence[Job], *, batch_size: int = 1, chunk_frames: int | None = None
+    generator: nn.Module, jobs: Sequence[Job], *, batch_size: int = 1, chunk_frames: int | None = None, strict: bool = False
 ) -> Iterator[Synthesized | tuple[Job, Exception]]:
     """Vocode every job's input; yields a :class:`Synthesized` per success and
-    ``(job, error)`` per input that could not be read, so the others still run.
+    ``(job, error)`` per input that could not be used, so the others still run.
 
     With ``batch_size`` > 1 inputs go through the generator as padded batches
-    (:func:`synthesize_batch`, exact per item); with 1, each input goes in chunks of
-    ``chunk_frames`` mel frames (:func:`synthesize_chunked`, exact), or whole when None.
+    (:func:`synthesize_batch`, exact per item); with 1, an input longer than ``chunk_frames``
+    mel frames goes in chunks of that many (:func:`synthesize_chunked`, exact; the
+    generator's receptive field is measured then, once), any other whole. ``strict``: a
+    truncated audio file fails instead of giving a warning (:func:`read_audio`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -105,7 +124,7 @@ def synthesize_files(
         loaded = []
         for job in jobs[start : start + batch_size]:
             try:
-                loaded.append((job, *_load(generator, job.source)))
+                loaded.append((job, *_load(generator, job.source, strict)))
             except (ValueError, OSError) as err:
                 yield job, err
         if not loaded:
@@ -113,7 +132,8 @@ def synthesize_files(
         mels = [mel for _, mel, _ in loaded]
         if len(loaded) == 1:
             mel = _like_parameters(generator, mels[0][None])  # (1, n_mels, F) on the generator's device, in its dtype
-            audios = [synthesize_chunked(generator, mel, chunk_frames) if chunk_frames else generator(mel)]
+            chunked = chunk_frames is not None and mel.shape[-1] > chunk_frames
+            audios = [synthesize_chunked(generator, mel, chunk_frames) if chunked else generator(mel)]
         else:
             audios = synthesize_batch(generator, mels)
         for (job, mel, length), audio in zip(loaded, audios):

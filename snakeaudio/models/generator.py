@@ -211,12 +211,14 @@ class Generator(nn.Module):
     def num_mels(self) -> int:
         return self.config.num_mels
 
-    def mel(self, wav: Tensor) -> Tensor:
-        """This vocoder's own log-mel features. Shape: (T,), (B, T) or (B, 1, T) -> (B, num_mels, F)."""
-        return self.features(wav)
+    def mel(self, wav: Tensor, check: bool = True) -> Tensor:
+        """This vocoder's own log-mel features (``check``: see :class:`MelSpectrogram`).
+        Shape: (T,), (B, T) or (B, 1, T) -> (B, num_mels, F)."""
+        return self.features(wav, check=check)
 
-    def check_mel(self, mel: Tensor) -> None:
-        """Raise a ValueError naming what is wrong with a mel input."""
+    def check_mel(self, mel: Tensor, values: bool = True) -> None:
+        """Raise a ValueError naming what is wrong with a mel input; ``values=False`` skips
+        the finiteness scan (a host sync on a GPU)."""
         if mel.dim() != 3:
             hint = " (add a batch axis with mel[None])" if mel.dim() == 2 else ""
             raise ValueError(f"expected a mel spectrogram shaped (B, {self.num_mels}, F), got shape {tuple(mel.shape)}{hint}")
@@ -224,11 +226,12 @@ class Generator(nn.Module):
             raise ValueError(f"this vocoder expects {self.num_mels} mel bands, got {mel.shape[1]} (shape {tuple(mel.shape)})")
         if not mel.is_floating_point():
             raise ValueError(f"expected a floating-point mel spectrogram, got dtype {mel.dtype}")
-        if not exporting() and not bool(torch.isfinite(mel).all()):  # a data-dependent check: not traceable
+        if values and not exporting() and not bool(torch.isfinite(mel).all()):  # a data-dependent check: not traceable
             raise ValueError("the mel spectrogram contains NaN or infinite values")
 
-    def forward(self, mel: Tensor) -> Tensor:
-        self.check_mel(mel)
+    def forward(self, mel: Tensor, check: bool = True) -> Tensor:
+        """``check=False`` skips the finiteness scan of the input (see :meth:`check_mel`)."""
+        self.check_mel(mel, values=check)
         x = mel
         for stage, _ in self.stages():
             x = stage(x)

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-from ..models.config import GeneratorConfig, preset
+from ..models.config import TRAINING_KEYS, GeneratorConfig, preset
 
 __all__ = ["DataConfig", "OptimConfig", "TrainConfig", "DISCRIMINATORS"]
 
 DISCRIMINATORS = ("mpd", "mrd", "cqtd")
 
 
-def _from_dict(cls, data: dict[str, Any], section: str):
-    known = {f.name for f in fields(cls)}
+def _check_keys(data: dict[str, Any], known: set[str], section: str) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown keys in the '{section}' section: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        named = [f"{key} (did you mean {close[0]}?)" if (close := get_close_matches(key, known, 1)) else key for key in unknown]
+        raise ValueError(f"unknown keys in the '{section}' section: {', '.join(named)} (known: {', '.join(sorted(known))})")
+
+
+def _from_dict(cls, data: dict[str, Any], section: str):
+    _check_keys(data, {f.name for f in fields(cls)}, section)
     return cls(**data)
 
 
@@ -134,6 +139,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown sections in the training config: {', '.join(unknown)} (expected generator, data, training)")
         gen = dict(data.get("generator", {}))
+        _check_keys(gen, {"preset", *(f.name for f in fields(GeneratorConfig)), *TRAINING_KEYS}, "generator")
         base = preset(gen.pop("preset")).to_dict() if "preset" in gen else {}
         return cls(
             generator=GeneratorConfig.from_dict({**base, **gen}),

@@ -154,13 +154,20 @@ class _Distributed:
         return self.rank == 0
 
 
-def _init_distributed() -> _Distributed:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return _Distributed()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    return _Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+def _init_distributed(device: str | torch.device | None) -> tuple[_Distributed, torch.device]:
+    """This process's place in a torchrun job (``WORLD_SIZE`` > 1: join its process group) and
+    its device: the given one, else CUDA when available, else the CPU; a CUDA device without
+    an index is the local rank's GPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _Distributed(), device
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before NCCL starts: its communicators use the current device
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Distributed(dist.get_rank(), dist.get_world_size(), local_rank), device
 
 
 def snake_statistics(model: nn.Module) -> dict[str, float]:
@@ -181,8 +188,23 @@ def _tensorboard(folder: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
+        log.info(
+            "TensorBoard logging is off: the tensorboard package is missing"
+            ' (install the "train" extra: pip install -e ".[train]"); metrics.jsonl has every record'
+        )
         return None
     return SummaryWriter(str(folder))
+
+
+def _config_changes(old: dict, new: dict) -> list[str]:
+    """``section.key: old -> new`` for every setting that differs, ``max_steps`` aside (raising it is how a run goes on)."""
+    changes = []
+    for section in new:
+        before, after = old.get(section, {}), new[section]
+        for key in sorted(set(before) | set(after)):
+            if key != "max_steps" and before.get(key) != after.get(key):
+                changes.append(f"{section}.{key}: {before.get(key)} -> {after.get(key)}")
+    return changes
 
 
 class Trainer:
@@ -192,40 +214,52 @@ class Trainer:
         config: what and how to train.
         output: run folder; an existing one is resumed.
         device: defaults to CUDA (the local rank's GPU) when available, else CPU.
+        init_from: a run or pretrained folder to start from (:meth:`initialize_from`) when
+            ``output`` has no checkpoint to resume; every rank of a torchrun job takes the
+            same decision, rank 0's.
+
+    Under torchrun the trainer joins the job's process group; :meth:`fit` leaves it when it
+    ends, also on error.
     """
 
-    def __init__(self, config: TrainConfig, output: str | Path, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig, output: str | Path, device: str | torch.device | None = None, init_from: str | Path | None = None
+    ) -> None:
         self.config = config
         self.output = Path(output)
-        self.dist = _init_distributed()
-        if device is None:
-            device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        if self.device.type == "cpu":
-            # Early in training, values in the discriminators' passes fall to denormals,
-            # which CPUs process ~100x slower. Flushing them is per thread and inherited by
-            # threads started later: call torch.set_flush_denormal(True) before the first
-            # parallel torch op of the process (the CLI does) to cover torch's worker threads.
-            torch.set_flush_denormal(True)
-        opt = config.training
-        torch.manual_seed(opt.seed + self.dist.rank)
-        self.generator = Generator(config.generator).to(self.device)
-        self.discriminator = build_discriminator(config).to(self.device)
-        betas = (opt.adam_b1, opt.adam_b2)
-        self.opt_g = torch.optim.AdamW(self.generator.parameters(), opt.learning_rate, betas=betas)
-        self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), opt.learning_rate, betas=betas)
-        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, opt.lr_decay)
-        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, opt.lr_decay)
-        self.step = 0
         self._writer = None
-        self.train_set, self.validation_set = build_datasets(config)
-        self.multiscale_mel = MultiScaleMelLoss(config.generator.sampling_rate).to(self.device) if opt.mel_loss == "multiscale" else None
-        self._g, self._d = self.generator, self.discriminator
-        if self.dist.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self._g = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
-            self._d = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
-        self._resume()
+        self.dist, self.device = _init_distributed(device)
+        try:
+            if self.device.type == "cpu":
+                # Early in training, values in the discriminators' passes fall to denormals,
+                # which CPUs process ~100x slower. Flushing them is per thread and inherited by
+                # threads started later: call torch.set_flush_denormal(True) before the first
+                # parallel torch op of the process (the CLI does) to cover torch's worker threads.
+                torch.set_flush_denormal(True)
+            opt = config.training
+            torch.manual_seed(opt.seed + self.dist.rank)
+            self.generator = Generator(config.generator).to(self.device)
+            self.discriminator = build_discriminator(config).to(self.device)
+            betas = (opt.adam_b1, opt.adam_b2)
+            self.opt_g = torch.optim.AdamW(self.generator.parameters(), opt.learning_rate, betas=betas)
+            self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), opt.learning_rate, betas=betas)
+            self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, opt.lr_decay)
+            self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, opt.lr_decay)
+            self.step = 0
+            self._checked_batches: set[tuple] = set()
+            self.train_set, self.validation_set = build_datasets(config)
+            self.multiscale_mel = (
+                MultiScaleMelLoss(config.generator.sampling_rate).to(self.device) if opt.mel_loss == "multiscale" else None
+            )
+            self._start(init_from)  # before DDP wraps the models: it does not all-reduce weights initialize_from assigns later
+            self._g, self._d = self.generator, self.discriminator
+            if self.dist.world_size > 1:
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self._g = nn.parallel.DistributedDataParallel(self._g, device_ids=ids)
+                self._d = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+        except BaseException:
+            self.close()
+            raise
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -238,6 +272,11 @@ class Trainer:
         folder's features (sample rate, mel bands, hop) must equal this run's.
         """
         source = Path(source)
+        if self.step:
+            raise ValueError(
+                f"{self.output} resumed at step {self.step}: initialising it from {source} would undo that;"
+                " pass init_from to Trainer, which initialises only a run with nothing to resume"
+            )
         pretrained = from_pretrained(source)
         ours, theirs = self.config.generator, pretrained.config
         for key in ("sampling_rate", "num_mels", "hop_size", "n_fft", "win_size", "fmin", "fmax"):
@@ -261,12 +300,26 @@ class Trainer:
         elif step > self.config.training.discriminator_start:
             raise FileNotFoundError(f"{checkpoint} has no discriminator.safetensors")
 
-    def _resume(self) -> None:
-        for leftover in (self.output / "checkpoints").glob(".step_*"):  # from a run killed mid-write
-            shutil.rmtree(leftover, ignore_errors=True)
-        checkpoint = latest_checkpoint(self.output)
-        if checkpoint is None:
-            return
+    def _start(self, init_from: str | Path | None) -> None:
+        """Resume the newest checkpoint, else initialise from ``init_from`` when given. Rank 0
+        decides for every rank: replicas that started differently would drift apart."""
+        checkpoint = None
+        if self.dist.main:
+            for leftover in (self.output / "checkpoints").glob(".step_*"):  # from a run killed mid-write
+                shutil.rmtree(leftover, ignore_errors=True)
+            checkpoint = latest_checkpoint(self.output)
+        if self.dist.world_size > 1:
+            decision = [checkpoint]
+            dist.broadcast_object_list(decision)
+            checkpoint = decision[0]
+        if checkpoint is not None:
+            self._resume(checkpoint)
+            if init_from is not None and self.dist.main:
+                log.info("%s not used: %s resumes from its own checkpoint", init_from, self.output)
+        elif init_from is not None:
+            self.initialize_from(init_from)
+
+    def _resume(self, checkpoint: Path) -> None:
         device = str(self.device)
         self.generator.load_state_dict(load_file(str(checkpoint / "generator.safetensors"), device=device))
         state = torch.load(checkpoint / "state.pt", map_location=self.device, weights_only=True)
@@ -277,6 +330,9 @@ class Trainer:
         torch.set_rng_state(state["rng"].cpu())
         self._truncate_metrics()
         log.info("resumed from %s at step %d", checkpoint, self.step)
+        changes = _config_changes(state["config"], self.config.to_dict()) if "config" in state else []
+        if changes and self.dist.main:
+            log.warning("the config differs from the one %s was trained with: %s", checkpoint.name, "; ".join(changes))
 
     def _truncate_metrics(self) -> None:
         """Drop the records of steps after the checkpoint being resumed: they will be redone."""
@@ -300,7 +356,7 @@ class Trainer:
             if self.step > self.config.training.discriminator_start:  # before, they are as initialised: not worth 40 MB
                 weights(self.discriminator, "discriminator.safetensors")
             state = {
-                "step": self.step, "rng": torch.get_rng_state(),
+                "step": self.step, "rng": torch.get_rng_state(), "config": self.config.to_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
             }  # fmt: skip
@@ -322,11 +378,12 @@ class Trainer:
         opt = self.config.training
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         given_mel, wav = (t.to(self.device) for t in batch) if isinstance(batch, (tuple, list)) else (None, batch.to(self.device))
+        check = self._first_of_its_shape(wav, given_mel)
         with torch.no_grad():
-            target = self.generator.mel(wav)  # (B, 1, T) -> (B, n_mels, F): the mel loss compares with the real audio's
+            target = self.generator.mel(wav, check=check)  # (B, 1, T) -> (B, n_mels, F): the mel loss compares with the real audio's
         mel = target if given_mel is None else given_mel
         with autocast:
-            fake = self._g(mel)  # (B, n_mels, F) -> (B, 1, F·hop)
+            fake = self._g(mel, check=check)  # (B, n_mels, F) -> (B, 1, F·hop)
         wav = wav[..., : fake.shape[-1]]
         fake = fake.float()
 
@@ -345,7 +402,7 @@ class Trainer:
             self.opt_d.step()
 
         if self.multiscale_mel is None:
-            loss_mel = nn.functional.l1_loss(self.generator.mel(fake), target)
+            loss_mel = nn.functional.l1_loss(self.generator.mel(fake, check=False), target)
         else:
             loss_mel = self.multiscale_mel(wav, fake)
         if adversarial:
@@ -366,7 +423,7 @@ class Trainer:
             loss_g = loss_g + opt.lambda_stft * extra["loss_stft"]
         if opt.lambda_phase:
             g = self.config.generator
-            absolute = g.istft_phase != "accumulate"  # an accumulated phase starts where the segment does
+            absolute = g.istft_phase != "vocoder"  # a vocoder's phase starts turning where the segment does
             extra["loss_phase"] = phase_loss(wav, fake, g.n_fft, g.hop_size, absolute=absolute)
             loss_g = loss_g + opt.lambda_phase * extra["loss_phase"]
         self.opt_g.zero_grad(set_to_none=True)
@@ -382,6 +439,17 @@ class Trainer:
         if not all(math.isfinite(v) for v in values.values()):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {values}")
         return {**values, "grad_norm_g": float(grad_g), "grad_norm_d": float(grad_d), "lr": self.sched_g.get_last_lr()[0]}
+
+    def _first_of_its_shape(self, wav: Tensor, mel: Tensor | None) -> bool:
+        """Whether the model checks this batch's values: the first batch of each shape only, as
+        their reductions over the data (finite values, peak) make the host wait for the GPU at
+        every step. A later non-finite batch still ends the step with a non-finite loss, which
+        is reported."""
+        key = (wav.shape, wav.dtype, None if mel is None else (mel.shape, mel.dtype))
+        if key in self._checked_batches:
+            return False
+        self._checked_batches.add(key)
+        return True
 
     def _discriminator_window(self, wav: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
         """The same random window of the real and generated batch, ``discriminator_segment``
@@ -431,10 +499,28 @@ class Trainer:
                 if key != "step" and isinstance(value, float) and math.isfinite(value):
                     self._writer.add_scalar(key, value, record["step"])
 
+    def close(self) -> None:
+        """Close the TensorBoard writer and leave the torchrun job's process group."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.dist.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
     def fit(self, max_steps: int | None = None) -> int:
-        """Train until ``max_steps`` (default: the config's). Returns the final step."""
+        """Train until ``max_steps`` (default: the config's). Returns the final step. Closes
+        the trainer (:meth:`close`) when it ends, also on error."""
+        try:
+            return self._fit(max_steps or self.config.training.max_steps)
+        finally:
+            self.close()
+
+    def _fit(self, max_steps: int) -> int:
         opt = self.config.training
-        max_steps = max_steps or opt.max_steps
+        if self.step >= max_steps:
+            if self.dist.main:
+                log.warning("nothing to do: %s is at step %d and max_steps is %d (raise it to train on)", self.output, self.step, max_steps)
+            return self.step
         if self.dist.main:
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / "training.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
@@ -474,8 +560,6 @@ class Trainer:
                     break
             epoch += 1
         bar.close()
-        if self._writer is not None:
-            self._writer.close()
         if self.dist.world_size > 1:
             dist.barrier()
         return self.step
