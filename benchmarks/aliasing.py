@@ -17,7 +17,10 @@ def main() -> int:
             plain = measure_aliasing(Snake(1, alpha=alpha), low=low, high=high, n_tones=12, amplitude=amplitude)
             anti = measure_aliasing(AntiAliasedActivation1d(Snake(1, alpha=alpha)), low=low, high=high, n_tones=12, amplitude=amplitude)
             gain = plain.mean_aliased_db - anti.mean_aliased_db
-            print(f"{alpha:>5g} {amplitude:>9g} {f'{low}-{high}':>22} {plain.mean_aliased_db:>10.1f}dB {anti.mean_aliased_db:>11.1f}dB {gain:>5.1f}dB")
+            print(
+                f"{alpha:>5g} {amplitude:>9g} {f'{low}-{high}':>22} {plain.mean_aliased_db:>10.1f}dB "
+                f"{anti.mean_aliased_db:>11.1f}dB {gain:>5.1f}dB"
+            )
     taps = DownSample1d(2).lowpass.filter
     print("BigVGAN's 12-tap low-pass at the 2x rate (cutoff 0.25): stop-band attenuation from")
     for start in (0.3, 0.35, 0.4, 0.45):

@@ -7,6 +7,7 @@ Needs the reference: pip install --no-deps bigvgan==2.4.1 huggingface_hub
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
 from bigvgan.activations import SnakeBeta as BigVGANSnakeBeta
@@ -37,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         xg = x.clone().requires_grad_()
         torch.testing.assert_close(ours(x[:1]), ref(x[:1]), atol=1e-5, rtol=0)
         label = "x".join(map(str, shape))
-        for name, make, repeats in (("forward", inference, args.repeats), ("forward+backward", forward_backward, max(3, args.repeats // 2))):
+        for name, make, repeats in (
+            ("forward", inference, args.repeats),
+            ("forward+backward", forward_backward, max(3, args.repeats // 2)),
+        ):
             t = time_side_by_side({"ref": make(ref, xg), "ours": make(ours, xg)}, repeats=repeats)
             print(f"{label:<18} {name:<17} {t['ref'] * 1e3:8.1f}ms {t['ours'] * 1e3:9.1f}ms {t['ref'] / t['ours']:6.1f}x")
-        ref_bytes, our_bytes = saved_bytes(lambda: ref(xg)), saved_bytes(lambda: ours(xg))
+        ref_bytes, our_bytes = saved_bytes(partial(ref, xg)), saved_bytes(partial(ours, xg))
         print(f"{label:<18} {'saved for bwd':<17} {mib(ref_bytes):>10} {mib(our_bytes):>11} {ref_bytes / our_bytes:6.1f}x"
               f"  ({ref_bytes / x.nbytes:.1f} vs {our_bytes / x.nbytes:.1f} input sizes)")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             diff = (ours(mel) - ref(mel)).abs().max().item()
             repeats = args.repeats if seconds <= 2 else 1
-            t = time_side_by_side({"ref": lambda: ref(mel), "ours": lambda: ours(mel)}, repeats=repeats, warmup=0)
+            t = time_side_by_side({"ref": partial(ref, mel), "ours": partial(ours, mel)}, repeats=repeats, warmup=0)
         print(f"{seconds:>5g}s {'inference':<12} {t['ref']:9.2f}s {t['ours']:10.2f}s {t['ref'] / t['ours']:6.2f}x"
               f"  (RTF {t['ref'] / seconds:.2f} vs {t['ours'] / seconds:.2f}; max |difference| {diff:.1e})")  # fmt: skip
         peaks = {which: peak_memory_in_child(__file__, "--peak-memory-child", which, str(frames)) for which in ("bigvgan", "snakeaudio")}

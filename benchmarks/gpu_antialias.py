@@ -483,8 +483,8 @@ def timings(setup: Setup, big: BigVGAN | None) -> None:
                 if big is not None:
                     baseline = baseline.to(dtype)  # BigVGAN runs bfloat16 throughout (filters included)
                 passes = {
-                    "forward": (lambda m: inference(m, x), 2),
-                    "fwd+bwd": (lambda m: training_step(m, x, grad), 5),
+                    "forward": (lambda m, x=x: inference(m, x), 2),
+                    "fwd+bwd": (lambda m, x=x, grad=grad: training_step(m, x, grad), 5),
                 }
                 for label, (make, transfers) in passes.items():
                     t = measure(setup, {"baseline": make(baseline), "ours": make(ours)})

@@ -58,7 +58,9 @@ def make_trainer(variant: str, config: TrainConfig, folder: str) -> Trainer:
         assert all(k.endswith(".filter") for k in missing)  # BigVGAN also stores its filters
         assert not unexpected or variant == "identity"
         trainer.generator = trainer._g = g
-        trainer.opt_g = torch.optim.AdamW(g.parameters(), config.training.learning_rate, betas=(config.training.adam_b1, config.training.adam_b2))
+        trainer.opt_g = torch.optim.AdamW(
+            g.parameters(), config.training.learning_rate, betas=(config.training.adam_b1, config.training.adam_b2)
+        )
         trainer.sched_g = torch.optim.lr_scheduler.ExponentialLR(trainer.opt_g, config.training.lr_decay)
     return trainer
 
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{1 - t['identity'] / t['bigvgan']:.0%} of its step and {max(0.0, 1 - t['identity'] / t['snakeaudio']):.0%} of ours")
     source = ["--config", str(args.config)] if args.config else ["--preset", args.preset]
     peaks = {v: peak_memory_in_child(__file__, *source, "--peak-memory-child", v) for v in ("bigvgan", "snakeaudio")}
-    print(f"{'peak memory/step':<18} {mib(peaks['bigvgan']):>12} {mib(peaks['snakeaudio']):>11} {peaks['bigvgan'] / peaks['snakeaudio']:6.2f}x")
+    print(f"{'peak memory/step':<18} {mib(peaks['bigvgan']):>12} {mib(peaks['snakeaudio']):>11} "
+          f"{peaks['bigvgan'] / peaks['snakeaudio']:6.2f}x")
     return 0
 
 

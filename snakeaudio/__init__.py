@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 
 from .nn import (
-    AntiAliasedActivation1d,
     PERIODIC_ALPHA,
     STANDARD_ALPHA,
+    AntiAliasedActivation1d,
     FlexibleSnake,
     FlexibleSnakeActivation,
     Snake,

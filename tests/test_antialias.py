@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 import torch
+from _reference import needs_bigvgan, reference
 from torch import nn
 
 from snakeaudio import AntiAliasedActivation1d, Snake, SnakeBeta
@@ -19,7 +20,6 @@ from snakeaudio.dsp import (
     stopband_attenuation_db,
 )
 from snakeaudio.kernels.cpu import cpu_library
-from _reference import needs_bigvgan, reference
 
 bigvgan_act = reference("alias_free_activation.torch.act")
 bigvgan_filter = reference("alias_free_activation.torch.filter")
@@ -33,7 +33,9 @@ needs_kernel = pytest.mark.skipif(cpu_library() is None, reason="no C++ compiler
 
 
 @needs_bigvgan
-@pytest.mark.parametrize("cutoff,half_width,kernel_size", [(0.25, 0.3, 12), (0.25, 0.3, 11), (0.5 / 3, 0.2, 18), (0.1, 0.05, 64), (0.4, 0.1, 7)])
+@pytest.mark.parametrize(
+    "cutoff,half_width,kernel_size", [(0.25, 0.3, 12), (0.25, 0.3, 11), (0.5 / 3, 0.2, 18), (0.1, 0.05, 64), (0.4, 0.1, 7)]
+)
 def test_kaiser_sinc_matches_bigvgan(cutoff, half_width, kernel_size):
     ours = kaiser_sinc_filter(cutoff, half_width, kernel_size)
     ref = bigvgan_filter.kaiser_sinc_filter1d(cutoff, half_width, kernel_size).view(-1)

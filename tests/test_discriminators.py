@@ -53,40 +53,40 @@ def discriminators():
 def test_mpd_shapes(discriminators):
     logits, fmaps = discriminators["mpd"](waveform())
     assert len(logits) == len(fmaps) == 5
-    for p, l, f in zip((2, 3, 5, 7, 11), logits, fmaps):
+    for p, logit, f in zip((2, 3, 5, 7, 11), logits, fmaps):
         assert len(f) == 6
         height = math.ceil(T / p)
         for layer, channels in enumerate((8, 32, 128, 256)):
             height = (height - 1) // 3 + 1  # (k=5, s=3, pad=2)
             assert f[layer].shape == (2, channels, height, p)
         assert f[4].shape == (2, 256, height, p) and f[5].shape == (2, 1, height, p)
-        assert l.shape == (2, height * p)
+        assert logit.shape == (2, height * p)
 
 
 def test_mrd_shapes(discriminators):
     logits, fmaps = discriminators["mrd"](waveform())
     assert len(logits) == len(fmaps) == 3
-    for (n_fft, hop, _), l, f in zip(((1024, 120, 600), (2048, 240, 1200), (512, 50, 240)), logits, fmaps):
+    for (n_fft, hop, _), logit, f in zip(((1024, 120, 600), (2048, 240, 1200), (512, 50, 240)), logits, fmaps):
         assert len(f) == 6
         bins, frames = n_fft // 2 + 1, (T + 2 * ((n_fft - hop) // 2) - n_fft) // hop + 1
         assert f[0].shape == (2, 8, bins, frames)
         for _ in range(3):
             frames = (frames - 1) // 2 + 1
         assert f[3].shape == f[4].shape == (2, 8, bins, frames)
-        assert f[5].shape == (2, 1, bins, frames) and l.shape == (2, bins * frames)
+        assert f[5].shape == (2, 1, bins, frames) and logit.shape == (2, bins * frames)
 
 
 def test_cqtd_shapes(discriminators):
     logits, fmaps = discriminators["cqtd"](waveform())
     assert len(logits) == len(fmaps) == 3
-    for (hop, bins_per_octave), l, f in zip(((512, 24), (256, 36), (256, 48)), logits, fmaps):
+    for (hop, bins_per_octave), logit, f in zip(((512, 24), (256, 36), (256, 48)), logits, fmaps):
         frames, width = 2 * T // hop + 1, 9 * bins_per_octave
         assert len(f) == 5
         assert f[0].shape == (2, 8, frames, width)
         for layer, channels in zip((1, 2, 3), (8, 8, 8)):
             width = (width - 1) // 2 + 1
             assert f[layer].shape == (2, channels, frames, width)
-        assert f[4].shape == (2, 8, frames, width) and l.shape == (2, frames * width)
+        assert f[4].shape == (2, 8, frames, width) and logit.shape == (2, frames * width)
 
 
 def test_cqtd_channel_progression():
@@ -131,7 +131,7 @@ def test_gradients_reach_input_and_every_parameter(discriminators, name):
     d.zero_grad(set_to_none=True)
     wav = waveform().requires_grad_()
     logits, fmaps = d(wav)
-    loss = sum(l.square().mean() for l in logits) + sum(f.abs().mean() for fs in fmaps for f in fs)
+    loss = sum(logit.square().mean() for logit in logits) + sum(f.abs().mean() for fs in fmaps for f in fs)
     loss.backward()
     assert wav.grad is not None and torch.isfinite(wav.grad).all() and wav.grad.abs().sum() > 0
     for pname, p in d.named_parameters():
@@ -175,7 +175,7 @@ def test_gradcheck_small_discriminators():
     cqt = SubbandCQTDiscriminator(8000, 8, 3, 4, filters=2, max_filters=2, dilations=(1,), fmin=500.0).double()
     for d in (period, resolution, cqt):
         wav = waveform(1, 32, dtype=torch.float64).requires_grad_()
-        assert torch.autograd.gradcheck(lambda x: d(x)[0], (wav,), eps=1e-6, atol=1e-5, fast_mode=True)
+        assert torch.autograd.gradcheck(lambda x, d=d: d(x)[0], (wav,), eps=1e-6, atol=1e-5, fast_mode=True)
 
 
 # --- bad inputs -----------------------------------------------------------------------------

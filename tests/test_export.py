@@ -81,7 +81,9 @@ def test_mismatch_raises_and_writes_nothing(monkeypatch, tmp_path):
 
 def test_missing_packages_name_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` raise ImportError
-    with pytest.raises(ImportError, match=r"onnxscript.*pip install \"snakeaudio\[export\]\", or in a clone: pip install -e \"\.\[export\]\""):
+    with pytest.raises(
+        ImportError, match=r"onnxscript.*pip install \"snakeaudio\[export\]\", or in a clone: pip install -e \"\.\[export\]\""
+    ):
         export_onnx(small_generator("snake"), tmp_path / "vocoder.onnx")
     assert not (tmp_path / "vocoder.onnx").exists()
 

@@ -15,8 +15,8 @@ import random
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch

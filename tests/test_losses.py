@@ -29,7 +29,7 @@ def random_logits(seed, dtype=torch.float32):
 
 def random_fmaps(seed, dtype=torch.float32):
     shapes = [[(2, 4, 9, 2), (2, 8, 3, 2)], [(2, 3, 5, 7)], [(2, 2, 4, 4), (2, 1, 4, 4), (2, 1, 2, 2)]]
-    return [[noise(*s, seed=seed + 10 * d + l, scale=1.0, dtype=dtype) for l, s in enumerate(ds)] for d, ds in enumerate(shapes)]
+    return [[noise(*s, seed=seed + 10 * d + i, scale=1.0, dtype=dtype) for i, s in enumerate(ds)] for d, ds in enumerate(shapes)]
 
 
 def test_public_api():
@@ -167,7 +167,9 @@ def test_multiscale_mel_of_doubled_signal_is_log10_2_per_scale():
     assert mel.shape == (2, 40, 8192 // 64 + 1)
 
 
-@pytest.mark.parametrize("sample_rate,kwargs", [(24000, {}), (44100, {"power": 2.0, "clamp_eps": 1e-4}), (22050, {"fmin": 50.0, "fmax": 8000.0})])
+@pytest.mark.parametrize(
+    "sample_rate,kwargs", [(24000, {}), (44100, {"power": 2.0, "clamp_eps": 1e-4}), (22050, {"fmin": 50.0, "fmax": 8000.0})]
+)
 def test_multiscale_mel_matches_bigvgan(sample_rate, kwargs):
     bigvgan_loss = pytest.importorskip("bigvgan.loss")
     ours = MultiScaleMelLoss(sample_rate, **kwargs)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
+from _reference import needs_bigvgan, reference
 from torch.nn.utils import parametrize
 
 from snakeaudio import Snake
@@ -11,15 +12,14 @@ from snakeaudio.dsp import MelConfig, mel_spectrogram
 from snakeaudio.models import (
     PRESETS,
     CheckpointError,
-    convert_bigvgan_state_dict,
     Generator,
     GeneratorConfig,
+    convert_bigvgan_state_dict,
     from_pretrained,
     preset,
     save_pretrained,
 )
 from snakeaudio.nn import AMPBlock
-from _reference import needs_bigvgan, reference
 
 bigvgan, bigvgan_mel, bigvgan_env = reference("bigvgan"), reference("meldataset"), reference("env")
 

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from safetensors.torch import load_file
 
 from snakeaudio import from_pretrained
-from snakeaudio.train import AudioDataset, PeriodicToneDataset, TrainConfig, ToneSpec
+from snakeaudio.train import AudioDataset, PeriodicToneDataset, ToneSpec, TrainConfig
 
 TINY = {
-    "generator": {"preset": "tiny_16khz_80band", "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]]},
+    "generator": {"preset": "tiny_16khz_80band", "upsample_initial_channel": 32,
+                  "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]]},
     "data": {"kind": "tones", "f0_min": 100, "f0_max": 1000},
     "training": {"discriminator_channel_mult": 0.125, "batch_size": 2, "segment_size": 4096, "max_steps": 4,
                  "checkpoint_every": 2, "log_every": 1, "validate_every": 1000},
@@ -192,7 +192,9 @@ def test_periodic_tones_reproducible_and_periodic():
 
 def test_validation_metrics_on_real_speech(tmp_path):
     clips = Path(__file__).resolve().parent / "data" / "audio"
-    training = {**TINY["training"], "validation_clips": 1, "validation_seconds": 1.0, "validate_every": 1, "max_steps": 1, "checkpoint_every": 1}
+    training = {
+        **TINY["training"], "validation_clips": 1, "validation_seconds": 1.0, "validate_every": 1, "max_steps": 1, "checkpoint_every": 1
+    }
     config = TrainConfig.from_dict({**TINY, "training": training, "data": {**TINY["data"], "validation": str(clips)}})
     from snakeaudio.train import Trainer
 

@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 
 import torch
-
 from compare import clips
 
 from snakeaudio.dsp.io import audio_files
@@ -59,7 +58,8 @@ def architecture(config: GeneratorConfig) -> str:
 
 
 def losses(opt: dict) -> str:
-    terms = [f"BigVGAN-v2's multi-scale mel loss (×{opt.get('lambda_mel', 45):g})" if opt.get("mel_loss") == "multiscale" else f"mel L1 (×{opt.get('lambda_mel', 45):g})"]
+    weight = f"×{opt.get('lambda_mel', 45):g}"
+    terms = [f"BigVGAN-v2's multi-scale mel loss ({weight})" if opt.get("mel_loss") == "multiscale" else f"mel L1 ({weight})"]
     if opt.get("lambda_stft"):
         terms.append(f"multi-resolution STFT loss (×{opt['lambda_stft']:g})")
     if opt.get("lambda_phase"):

@@ -359,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-real", dest="real", action="store_false", help="synthetic speech only")
     parser.add_argument("--debs", type=Path, default=Path("data/debs"),
-                        help="folder of the .deb files with the real recordings; missing ones are downloaded there (default: %(default)s)")  # fmt: skip
+                        help="folder of the .deb files with the real recordings; "
+                             "missing ones are downloaded there (default: %(default)s)")  # fmt: skip
     args = parser.parse_args(argv)
     missing = [tool for tool in TOOLS.values() if shutil.which(tool) is None] if args.count else []
     if missing:

@@ -314,7 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     (args.output / "results.md").write_text(header + table + "\n")
     (args.output / "results.json").write_text(
-        json.dumps({"bands": [asdict(b) for b in bands], "clips": args.clips, "seconds": args.seconds, "variants": results}, indent=2) + "\n"
+        json.dumps(
+            {"bands": [asdict(b) for b in bands], "clips": args.clips, "seconds": args.seconds, "variants": results}, indent=2
+        )
+        + "\n"
     )
     print(table)
     return 0

@@ -83,7 +83,8 @@ def _check_waveform(wav: Tensor, config: MelConfig, values: bool = True) -> Tens
     padding = (config.n_fft - config.hop_length) // 2
     if wav.shape[-1] <= padding:
         raise ValueError(
-            f"the waveform has {wav.shape[-1]} samples; reflect padding needs more than {padding} (n_fft={config.n_fft}, hop={config.hop_length})"
+            f"the waveform has {wav.shape[-1]} samples; reflect padding needs more than {padding} "
+            f"(n_fft={config.n_fft}, hop={config.hop_length})"
         )
     if not values:
         return wav

@@ -4,7 +4,8 @@ The graph takes ``"mel"`` shaped (B, n_mels, F) and returns ``"audio"`` shaped
 (B, 1, F · hop), with the batch and frame axes dynamic. It is traced with PyTorch's
 ``torch.export``-based exporter from a float32 CPU copy of the generator with weight norm
 folded; the fused Snake kernels give way to standard operators while exporting (see
-:func:`snakeaudio.nn.functional.exporting`), so any ONNX runtime can run it. The graph is deterministic: the generator draws no random numbers.
+:func:`snakeaudio.nn.functional.exporting`), so any ONNX runtime can run it. The graph is
+deterministic: the generator draws no random numbers.
 
 Needs the ``export`` extra: ``pip install "snakeaudio[export]"``, or in a clone
 ``pip install -e ".[export]"`` (onnx, onnxruntime, onnxscript).

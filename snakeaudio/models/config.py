@@ -124,7 +124,11 @@ class GeneratorConfig:
                     f"Expected hop_size == prod(upsample_rates) · istft_hop_size, got {self.hop_size} != "
                     f"{math.prod(self.upsample_rates)} · {self.istft_hop_size}"
                 )
-            if self.istft_n_fft % self.istft_hop_size or self.istft_n_fft < 2 * self.istft_hop_size or (self.istft_n_fft - self.istft_hop_size) % 2:
+            if (
+                self.istft_n_fft % self.istft_hop_size
+                or self.istft_n_fft < 2 * self.istft_hop_size
+                or (self.istft_n_fft - self.istft_hop_size) % 2
+            ):
                 raise ValueError(
                     "istft_n_fft must be a multiple of istft_hop_size, at least twice it, with an even difference, "
                     f"got {self.istft_n_fft} and {self.istft_hop_size}"
@@ -142,7 +146,8 @@ class GeneratorConfig:
         for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes):
             if kernel < rate or (kernel - rate) % 2:
                 raise ValueError(
-                    f"each upsample kernel must be >= its rate with an even difference (exact ×rate lengths), got kernel {kernel} for rate {rate}"
+                    "each upsample kernel must be >= its rate with an even difference (exact ×rate lengths), "
+                    f"got kernel {kernel} for rate {rate}"
                 )
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
             raise ValueError(
@@ -151,7 +156,8 @@ class GeneratorConfig:
             )
         if self.upsample_initial_channel % 2 ** len(self.upsample_rates):
             raise ValueError(
-                f"upsample_initial_channel ({self.upsample_initial_channel}) must be divisible by 2^{len(self.upsample_rates)}: it halves at each upsampling"
+                f"upsample_initial_channel ({self.upsample_initial_channel}) must be divisible by 2^{len(self.upsample_rates)}: "
+                "it halves at each upsampling"
             )
         _ = self.mel_config  # validates the feature parameters
 

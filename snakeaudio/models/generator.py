@@ -184,7 +184,9 @@ class Generator(nn.Module):
             self.backbone = nn.Sequential(
                 ChannelNorm(channels, eps=1e-6),
                 *(
-                    ConvNeXtBlock(channels, config.convnext_kernel_size, config.convnext_expansion, make_activation, 1 / config.convnext_layers)
+                    ConvNeXtBlock(
+                        channels, config.convnext_kernel_size, config.convnext_expansion, make_activation, 1 / config.convnext_layers
+                    )
                     for _ in range(config.convnext_layers)
                 ),
                 ChannelNorm(channels, eps=1e-6),

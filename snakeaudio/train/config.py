@@ -115,7 +115,10 @@ class OptimConfig:
         if self.lambda_stft < 0 or self.lambda_phase < 0:
             raise ValueError(f"loss weights must be >= 0, got lambda_stft={self.lambda_stft}, lambda_phase={self.lambda_phase}")
         if self.discriminator_start < 0 or self.discriminator_segment < 0:
-            raise ValueError(f"discriminator_start and discriminator_segment must be >= 0, got {self.discriminator_start} and {self.discriminator_segment}")
+            raise ValueError(
+                "discriminator_start and discriminator_segment must be >= 0, "
+                f"got {self.discriminator_start} and {self.discriminator_segment}"
+            )
         for name in ("batch_size", "segment_size", "max_steps", "checkpoint_every", "keep_checkpoints", "validate_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -317,7 +317,9 @@ def multi_resolution_stft_distance(
         raise ValueError("resolutions must name at least one (n_fft, hop_length, win_length)")
     for n_fft, hop, win in resolutions:
         if not (0 < hop and 0 < win <= n_fft):
-            raise ValueError(f"each resolution must be (n_fft, hop_length, win_length) with 0 < win_length <= n_fft, got {(n_fft, hop, win)}")
+            raise ValueError(
+                f"each resolution must be (n_fft, hop_length, win_length) with 0 < win_length <= n_fft, got {(n_fft, hop, win)}"
+            )
     min_length = max(n_fft for n_fft, _, _ in resolutions) // 2 + 1
     _check_pair(wav_a, wav_b, ("wav_a", "wav_b"), min_length, "centred STFT of the largest n_fft")
     a = wav_a.reshape(-1, wav_a.shape[-1])  # (N, T)

@@ -70,8 +70,9 @@ class Scores:
     def as_dict(self) -> dict[str, float]:
         """The defined scores by field name, in field order: None and NaN are left out.
 
-        >>> Scores(0.4, 0.5, 1.2, None, 20.0, float("nan"), 0.1, 0.9, 3.0).as_dict()
-        {'log_mel_l1': 0.4, 'log_mel_l1_shifted': 0.5, 'mr_stft': 1.2, 'cents_error': 20.0, 'periodicity_error': 0.1, 'vuv_f1': 0.9, 'hop_comb': 3.0}
+        >>> Scores(0.4, 0.5, 1.2, None, 20.0, float("nan"), 0.1, 0.9, 3.0).as_dict()  # doctest: +NORMALIZE_WHITESPACE
+        {'log_mel_l1': 0.4, 'log_mel_l1_shifted': 0.5, 'mr_stft': 1.2, 'cents_error': 20.0,
+         'periodicity_error': 0.1, 'vuv_f1': 0.9, 'hop_comb': 3.0}
         """
         values = ((f.name, getattr(self, f.name)) for f in fields(self))
         return {name: float(v) for name, v in values if v is not None and not math.isnan(v)}

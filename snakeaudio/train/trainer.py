@@ -100,7 +100,9 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     validation: Dataset | None = None
     if data.kind == "tones":  # held-out tones: another seed
         seconds = int(config.training.validation_seconds * sr)
-        validation = PeriodicToneDataset(sr, seconds, size=config.training.validation_clips, spec=ToneSpec(data.f0_min, data.f0_max), seed=data.seed + 1)
+        validation = PeriodicToneDataset(
+            sr, seconds, size=config.training.validation_clips, spec=ToneSpec(data.f0_min, data.f0_max), seed=data.seed + 1
+        )
     elif data.validation_filelist:
         validation = AudioDataset.from_filelist(data.validation_filelist, data.validation or data.path, sr, None, random_segments=False)
     elif data.validation:
