@@ -50,6 +50,10 @@ def architecture(config: GeneratorConfig) -> str:
             f"({config.upsample_initial_channel} channels) and an iSTFT head ({config.istft_n_fft}-point spectrum, hop "
             f"{config.istft_hop_size})" + (", the log-magnitude a residual on the mel's pseudo-inverse" if config.mel_prior else "")
         )
+        if config.istft_phase == "vocoder":
+            body += ", the phase a learned offset on a phase-locked vocoder's (each partial turns at its own frequency)"
+        if config.griffin_lim_iterations:
+            body += f", then {config.griffin_lim_iterations} rounds of fast Griffin-Lim on the predicted magnitude (trained through)"
         if config.upsample_rates:
             body = f"AMP stages upsampling ×{'·'.join(map(str, config.upsample_rates))}, then " + body
     else:
@@ -63,7 +67,7 @@ def losses(opt: dict) -> str:
     if opt.get("lambda_stft"):
         terms.append(f"multi-resolution STFT loss (×{opt['lambda_stft']:g})")
     if opt.get("lambda_phase"):
-        terms.append(f"APNet's phase losses (×{opt['lambda_phase']:g})")
+        terms.append(f"APNet's phase losses (×{opt['lambda_phase']:g})")  # instantaneous frequency alone for a phase vocoder
     return ", ".join(terms)
 
 
@@ -113,8 +117,8 @@ fmin {model.config.fmin:g} Hz, fmax {model.config.fmax or model.sample_rate / 2:
 ## Training
 Recipe `recipes/speech_small` (`snakeaudio train recipes/speech_small/config.json --output runs/speech_small`),
 on 2 CPU cores: {step} steps of batch {opt['batch_size']} × {opt['segment_size']} samples, {hours:.1f} h of training (wall clock, including any time the process was paused).
-The first {opt.get('discriminator_start', 0)} steps train the generator on {losses(opt)};
-{'the adversarial stage (MPD + MRD) has not started yet' if not adversarial else f'then {adversarial} steps add MPD + MRD discriminators (width ×{opt["discriminator_channel_mult"]:g}' + (f', on {opt["discriminator_segment"]}-sample windows' if opt.get("discriminator_segment") else '') + ')'}.
+The generator trains on {losses(opt)};
+{f"the adversarial stage (MPD + MRD, from step {opt.get('discriminator_start', 0)}) has not started yet" if not adversarial else f'then {adversarial} steps add MPD + MRD discriminators (width ×{opt["discriminator_channel_mult"]:g}' + (f', on {opt["discriminator_segment"]}-sample windows' if opt.get("discriminator_segment") else '') + ')'}.
 Data: the recipe's offline corpus (`recipes/speech_small/prepare_data.py`; see its README for the voices,
 recordings and licenses).
 Last validation (step {validation.get('step', '–')}, held-out corpus clips): log-mel L1 {validation.get('val_mel_l1', float('nan')):.3f},
@@ -135,8 +139,9 @@ model: {GOALS}.
 
 ## Limits
 Trained on 4.4 h of real speech (many voices, Czech, English, Dutch and ~25 other
-languages), much of it band-limited below 8 kHz: expect a duller top octave, and a residual buzz
-at the frame rate where the comb column is above 0. Not trained on music or singing.
+languages), much of it band-limited below 8 kHz: expect a duller top octave. Without
+adversarial training, noise-like sounds (fricatives, breath) can come out slightly tonal.
+Not trained on music or singing.
 Training continues in later releases (`snakeaudio train` on the same run folder resumes; see the
 recipe's README).
 """

@@ -1,5 +1,5 @@
-"""Inverse STFT as a matrix product and an overlap-add: plain convolution-free ops that export
-to ONNX, stream and chunk exactly.
+"""STFT and inverse STFT as matrix products with framing and overlap-add: plain real-valued
+ops that export to ONNX, stream and chunk exactly; and fast Griffin-Lim iterations built on them.
 
 Frames are placed as :mod:`snakeaudio.dsp.mel` places them: frame ``f`` covers samples
 ``f·hop − (n_fft − hop)/2 … f·hop + (n_fft + hop)/2``, so ``F`` frames give ``F·hop`` samples
@@ -13,7 +13,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["InverseSTFT", "inverse_dft_basis"]
+from ..nn.functional import exporting
+
+__all__ = ["STFT", "InverseSTFT", "fast_griffin_lim", "inverse_dft_basis"]
 
 
 def inverse_dft_basis(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor]:
@@ -32,6 +34,63 @@ def inverse_dft_basis(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor]:
     angle = 2 * math.pi * k * n / n_fft
     w = window.to(torch.float64)[None]
     return weight * torch.cos(angle) * w / n_fft, -weight * torch.sin(angle) * w / n_fft
+
+
+class STFT(nn.Module):
+    """One-sided STFT with a periodic Hann window and the mel's framing (reflect padding of
+    (n_fft − hop_length) / 2 on each side, no centring), as a matrix product: the analysis
+    that :class:`InverseSTFT` inverts.
+
+    Shape: (B, 1, F · hop_length) -> real, imag (B, n_fft // 2 + 1, F).
+
+    >>> STFT(16, 4)(torch.zeros(2, 1, 20))[0].shape
+    torch.Size([2, 9, 5])
+    """
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        n = torch.arange(n_fft, dtype=torch.float64)
+        angle = 2 * math.pi * torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None] * n / n_fft
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2K, n_fft)
+        self.register_buffer("basis", basis.float(), persistent=False)
+
+    def forward(self, wav: Tensor) -> tuple[Tensor, Tensor]:
+        pad = (self.n_fft - self.hop_length) // 2
+        if not exporting() and wav.shape[-1] <= pad:  # a traced length is symbolic
+            raise ValueError(f"the STFT's reflect padding needs more than {pad} samples, got {wav.shape[-1]}")
+        x = wav[:, 0]
+        x = torch.cat([x[:, 1 : pad + 1].flip(-1), x, x[:, -pad - 1 : -1].flip(-1)], dim=-1)  # reflect: (B, T + 2·pad)
+        frames = x.unfold(-1, self.n_fft, self.hop_length)  # (B, F, n_fft)
+        spectrum = torch.matmul(frames, self.basis.to(frames.dtype).t()).transpose(1, 2)  # (B, 2K, F)
+        return spectrum.chunk(2, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"n_fft={self.n_fft}, hop_length={self.hop_length}"
+
+
+def fast_griffin_lim(
+    magnitude: Tensor, real: Tensor, imag: Tensor, stft: STFT | None, istft: InverseSTFT, iterations: int, momentum: float = 0.99
+) -> Tensor:
+    """The waveform after ``iterations`` of fast Griffin-Lim (Perraudin, Balazs & Søndergaard,
+    2013) from the spectrum ``real + i·imag``: each round keeps the STFT's phase of the
+    current waveform and puts back ``magnitude``, with momentum. Differentiable (no angle of
+    zero is ever taken), and each round reaches only a few frames further, so the result
+    streams and chunks exactly.
+
+    Shape: magnitude, real, imag (B, K, F) -> (B, 1, F · hop_length).
+    """
+    if iterations and stft is None:
+        raise ValueError(f"{iterations} Griffin-Lim iterations need an STFT")
+    previous_real, previous_imag = real, imag
+    for _ in range(iterations):
+        re, im = stft(istft(real, imag))  # the nearest consistent spectrum
+        scale = magnitude / torch.sqrt(re.square() + im.square() + 1e-12)
+        re, im = re * scale, im * scale  # with the target magnitude
+        real, imag = re + momentum * (re - previous_real), im + momentum * (im - previous_imag)
+        previous_real, previous_imag = re, im
+    return istft(previous_real, previous_imag)
 
 
 class InverseSTFT(nn.Module):

@@ -62,6 +62,8 @@ class GeneratorConfig:
     - ``istft_phase``: ``"frame"`` (each frame's phase from its own features) or
       ``"vocoder"`` (a learned offset on a phase-locked vocoder's phase, which turns
       each partial at its own frequency: see :class:`~snakeaudio.models.generator.PhaseVocoder`).
+    - ``griffin_lim_iterations``: rounds of fast Griffin-Lim that make the head's spectrum
+      consistent before the last inverse STFT, keeping its magnitude (trained through).
     - ``mel_prior``: the log-magnitude is a residual on the pseudo-inverse of the input mel
       (FreeV's prior); needs the head at the mel's own STFT (no upsampling,
       ``istft_n_fft == n_fft``).
@@ -92,6 +94,7 @@ class GeneratorConfig:
     istft_n_fft: int = 16
     istft_hop_size: int = 4
     istft_phase: str = "frame"
+    griffin_lim_iterations: int = 0
     mel_prior: bool = False
     training: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -116,6 +119,8 @@ class GeneratorConfig:
             raise ValueError(
                 f"Expected hop_size == prod(upsample_rates), got {self.hop_size} != {math.prod(self.upsample_rates)}"
             )
+        if self.griffin_lim_iterations < 0 or (self.griffin_lim_iterations and self.head != "istft"):
+            raise ValueError(f"griffin_lim_iterations needs head 'istft' and must be >= 0, got {self.griffin_lim_iterations}")
         if self.istft_phase not in ("frame", "vocoder"):
             raise ValueError(f"istft_phase must be 'frame' or 'vocoder', got {self.istft_phase!r}")
         if self.head == "istft":
@@ -256,7 +261,7 @@ PRESETS: dict[str, GeneratorConfig] = {
     "istft_pv_24khz_100band": GeneratorConfig(
         upsample_rates=(), upsample_kernel_sizes=(), upsample_initial_channel=256, resblock_kernel_sizes=(),
         resblock_dilation_sizes=(), anti_alias=False, convnext_layers=8, head="istft", istft_n_fft=1024,
-        istft_hop_size=256, istft_phase="vocoder", mel_prior=True,
+        istft_hop_size=256, istft_phase="vocoder", griffin_lim_iterations=4, mel_prior=True,
     ),  # fmt: skip
     "amp_istft_24khz_100band": GeneratorConfig(
         upsample_rates=(8, 8), upsample_kernel_sizes=(16, 16), upsample_initial_channel=256,

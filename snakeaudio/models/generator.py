@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from ..dsp.istft import InverseSTFT
+from ..dsp.istft import STFT, InverseSTFT, fast_griffin_lim
 from ..dsp.mel import MelSpectrogram, mel_basis
 from ..nn.blocks import ActivationFactory, AMPBlock, ChannelNorm, ConvNeXtBlock, conv1d, init_conv_, remove_weight_norm
 from ..nn.functional import exporting
@@ -93,6 +93,10 @@ class ISTFTHead(nn.Module):
     is a residual on ``log(prior · exp(mel))``, the magnitude the mel alone implies, and
     the head takes the features and the mel stacked on the channel axis.
 
+    With ``griffin_lim_iterations`` the spectrum is refined by that many rounds of fast
+    Griffin-Lim before the last inverse STFT (:func:`~snakeaudio.dsp.istft.fast_griffin_lim`):
+    each round makes it closer to the STFT of a signal, keeping the predicted magnitude.
+
     With ``vocoder`` the phase is a learned offset on a :class:`PhaseVocoder`'s phase,
     which turns each partial at its own frequency from frame to frame; the projection
     starts at zero, so that an untrained head is the vocoder on the prior alone.
@@ -101,9 +105,17 @@ class ISTFTHead(nn.Module):
     """
 
     def __init__(
-        self, channels: int, n_fft: int, hop_length: int, prior: Tensor | None = None, vocoder: bool = False
+        self,
+        channels: int,
+        n_fft: int,
+        hop_length: int,
+        prior: Tensor | None = None,
+        vocoder: bool = False,
+        griffin_lim_iterations: int = 0,
     ) -> None:
         super().__init__()
+        self.griffin_lim_iterations = griffin_lim_iterations
+        self.stft = STFT(n_fft, hop_length) if griffin_lim_iterations else None
         self.channels, self.bins = channels, n_fft // 2 + 1
         self.proj = init_conv_(nn.Conv1d(channels, 2 * self.bins, 1))
         self.vocoder = PhaseVocoder(n_fft, hop_length) if vocoder else None
@@ -132,7 +144,8 @@ class ISTFTHead(nn.Module):
         """Shape: (B, 2K, F) log-magnitude, phase -> (B, 1, F · hop)."""
         log_magnitude, phase = x.chunk(2, dim=1)
         magnitude = log_magnitude.clamp(max=_MAX_LOG_MAGNITUDE).exp()
-        wav = self.istft(magnitude * torch.cos(phase), magnitude * torch.sin(phase))  # (B, 1, F · hop)
+        real, imag = magnitude * torch.cos(phase), magnitude * torch.sin(phase)
+        wav = fast_griffin_lim(magnitude, real, imag, self.stft, self.istft, self.griffin_lim_iterations)  # (B, 1, F · hop)
         return wav.clamp(-1.0, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -194,7 +207,8 @@ class Generator(nn.Module):
         if config.head == "istft":
             prior = torch.linalg.pinv(mel_basis(config.mel_config).double()).float() if config.mel_prior else None
             self.head = ISTFTHead(
-                channels, config.istft_n_fft, config.istft_hop_size, prior, vocoder=config.istft_phase == "vocoder"
+                channels, config.istft_n_fft, config.istft_hop_size, prior, vocoder=config.istft_phase == "vocoder",
+                griffin_lim_iterations=config.griffin_lim_iterations,
             )
         else:
             self.activation_post = make_activation(channels)
