@@ -8,16 +8,15 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from snakeaudio.dsp.cqt import ConstantQTransform, cqt_kernels
 from snakeaudio.models.discriminators import (
     CombinedDiscriminator,
-    ConstantQTransform,
     MultiPeriodDiscriminator,
     MultiResolutionDiscriminator,
     MultiScaleSubbandCQTDiscriminator,
     PeriodDiscriminator,
     ResolutionDiscriminator,
     SubbandCQTDiscriminator,
-    cqt_kernels,
 )
 
 T = 8192

@@ -8,9 +8,9 @@ import torch
 
 from snakeaudio.dsp.quality import log_mel_l1, pesq_wideband
 from snakeaudio.inference.evaluate import INPUT_METRICS, METRICS, audio_files, evaluate, griffin_lim
+from snakeaudio.inference.scores import copy_synthesis_scores
 from snakeaudio.models import Generator, preset
 from snakeaudio.train.data import read_audio
-from snakeaudio.train.scores import copy_synthesis_scores
 
 CLIP = Path(__file__).parent / "data" / "audio" / "libritts_24k.wav"
 

@@ -25,8 +25,8 @@ from torch import nn
 from snakeaudio.kernels._common import compile_constant
 from snakeaudio.kernels.cpu import aa_snake_forward_cpu, cpu_library, snake_forward_cpu
 from snakeaudio.nn import AntiAliasedActivation1d, Snake, SnakeBeta
+from snakeaudio.nn._common import prepared_parameters
 from snakeaudio.nn.antialias import BACKENDS
-from snakeaudio.nn.functional import _prepared_parameters
 
 needs_kernel = pytest.mark.skipif(cpu_library() is None, reason="no C++ compiler: only the reference path exists")
 HALF = (torch.float16, torch.bfloat16)
@@ -324,7 +324,7 @@ def test_triton_without_gather_warns_once_and_is_not_used(monkeypatch):
 def test_cpu_kernels_validate_their_arguments():
     block = AntiAliasedActivation1d(SnakeBeta(3))
     x = torch.randn(2, 3, 20)
-    alpha, inv = _prepared_parameters(block.act.alpha.detach(), block.act.beta.detach(), 3, torch.float32)
+    alpha, inv = prepared_parameters(block.act.alpha.detach(), block.act.beta.detach(), 3, torch.float32)
     tables = [block.up_weight, block.up_base, block.down_taps, block.down_pad]
     torch.testing.assert_close(aa_snake_forward_cpu(x, alpha, inv, *tables), block.reference(x), atol=1e-5, rtol=0)
 

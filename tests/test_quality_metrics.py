@@ -14,8 +14,8 @@ from snakeaudio.dsp.io import read_audio
 from snakeaudio.dsp.pitch import pitch_metrics
 from snakeaudio.dsp.quality import DNSMOSScores, dnsmos, log_mel_l1
 from snakeaudio.inference.evaluate import griffin_lim
+from snakeaudio.inference.scores import VALIDATION_KEYS, Scores, copy_synthesis_scores
 from snakeaudio.models import Generator, preset
-from snakeaudio.train.scores import VALIDATION_KEYS, Scores, copy_synthesis_scores
 
 CLIP = Path(__file__).parent / "data" / "audio" / "libritts_24k.wav"
 

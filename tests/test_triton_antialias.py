@@ -30,8 +30,8 @@ pytest.importorskip("triton")
 
 from snakeaudio.dsp.filters import UpSample1d  # noqa: E402
 from snakeaudio.nn import Snake, SnakeBeta  # noqa: E402
+from snakeaudio.nn._common import prepared_parameters  # noqa: E402
 from snakeaudio.nn.antialias import AntiAliasedActivation1d, polyphase_upsample_taps  # noqa: E402
-from snakeaudio.nn.functional import _prepared_parameters  # noqa: E402
 
 MODULE = "snakeaudio.kernels.triton_antialias"
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -74,7 +74,7 @@ def reference(module, x, grad):
 def fused(kernels, module, x, grad, block_size=None):
     act = module.act
     beta = act.magnitude().detach() if isinstance(act, SnakeBeta) else None
-    alpha, inv_scale = _prepared_parameters(act.frequency().detach(), beta, x.shape[1], torch.float32)
+    alpha, inv_scale = prepared_parameters(act.frequency().detach(), beta, x.shape[1], torch.float32)
     tables = (module.up_weight, module.up_base, module.down_taps, module.down_pad)
     y = kernels.aa_snake_forward_triton(x, alpha, inv_scale, *tables, block_size=block_size)
     has_beta = beta is not None
@@ -162,7 +162,7 @@ def test_random_cases_through_the_module(kernels):
 
 def test_rejects_what_it_cannot_read(kernels):
     module, x, grad = make_case(True, (1, 2, 10))
-    alpha, inv_scale = _prepared_parameters(module.act.alpha.detach(), module.act.beta.detach(), 2, torch.float32)
+    alpha, inv_scale = prepared_parameters(module.act.alpha.detach(), module.act.beta.detach(), 2, torch.float32)
     tables = [module.up_weight, module.up_base, module.down_taps, module.down_pad]
     with pytest.raises(TypeError, match="expected up_weight of dtype float32, got torch.bfloat16"):
         kernels.aa_snake_forward_triton(x, alpha, inv_scale, tables[0].bfloat16(), *tables[1:])
@@ -187,7 +187,7 @@ def test_upsampler_tables_meet_the_backward_precondition(ratio):
 
 def test_rejects_tables_outside_the_precondition(kernels):
     module, x, grad = make_case(False, (1, 2, 10))
-    alpha, inv_scale = _prepared_parameters(module.act.alpha.detach(), None, 2, torch.float32)
+    alpha, inv_scale = prepared_parameters(module.act.alpha.detach(), None, 2, torch.float32)
     shifted = module.up_base + 10
     with pytest.raises(ValueError, match="both sides of offset 0"):
         kernels.aa_snake_backward_triton(

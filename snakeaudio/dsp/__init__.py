@@ -1,5 +1,6 @@
-"""Signal processing: Kaiser-sinc filter design, resampling, mel features, aliasing measurement,
-quality scores (PESQ, DNSMOS, pitch, hop comb); reading and writing audio and mel files.
+"""Signal processing: Kaiser-sinc filter design, resampling, mel features, the constant-Q
+transform, aliasing measurement, quality scores (PESQ, DNSMOS, pitch, hop comb); reading and
+writing audio and mel files.
 
 Submodules load on first use, so that ``snakeaudio.nn`` (which needs only the filters) imports
 with torch alone: audio I/O, mel features and the scores pull in soundfile, torchaudio and
@@ -13,6 +14,7 @@ import importlib
 _SUBMODULES = {
     "AUDIO_FILE_SUFFIXES": "io",
     "AliasingReport": "aliasing",
+    "ConstantQTransform": "cqt",
     "DNSMOSScores": "quality",
     "DownSample1d": "filters",
     "InverseSTFT": "istft",
@@ -24,6 +26,7 @@ _SUBMODULES = {
     "UpSample1d": "filters",
     "atomic_write": "io",
     "audio_files": "io",
+    "cqt_kernels": "cqt",
     "default_kernel_size": "filters",
     "dnsmos": "quality",
     "frequency_response": "aliasing",
@@ -47,6 +50,7 @@ __all__ = [
     "AUDIO_FILE_SUFFIXES",
     "MEL_FILE_SUFFIXES",
     "AliasingReport",
+    "ConstantQTransform",
     "DNSMOSScores",
     "DownSample1d",
     "InverseSTFT",
@@ -57,6 +61,7 @@ __all__ = [
     "UpSample1d",
     "atomic_write",
     "audio_files",
+    "cqt_kernels",
     "default_kernel_size",
     "dnsmos",
     "frequency_response",

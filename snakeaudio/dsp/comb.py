@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .quality import _mono
+from .._internal import as_mono
 
 __all__ = ["HOP_COMB_BAND", "hop_comb_db", "hop_comb_window"]
 
@@ -66,7 +66,7 @@ def hop_comb_db(
 
     Noise and recordings score about 0 dB; a component periodic in ``hop_length`` samples
     raises the score. The score of an estimate *minus* that of its reference is the comb a
-    vocoder adds (:func:`snakeaudio.train.scores.copy_synthesis_scores`).
+    vocoder adds (:func:`snakeaudio.inference.scores.copy_synthesis_scores`).
 
     The signal must span one Welch window (:func:`hop_comb_window`: 0.34 s at 24 kHz, 0.51 s
     at 16 kHz), and the lines must be at least 6 bins apart (``hop_length ≤ n_fft / 6``).
@@ -90,7 +90,7 @@ def hop_comb_db(
             f"the lines k·sr/hop = k·{sample_rate / hop_length:.2f} Hz are too close for {resolution_hz:g} Hz "
             f"resolution: expected hop_length ≤ n_fft / 6 = {n_fft // 6}, got {hop_length}"
         )
-    x = _mono(wav, "wav").double()  # (T,)
+    x = as_mono(wav, "wav").double()  # (T,)
     if x.numel() < n_fft:
         raise ValueError(
             f"the hop comb needs at least one {n_fft}-sample Welch window ({n_fft / sample_rate:.2f} s at "

@@ -28,6 +28,7 @@ from torch import Tensor
 __all__ = [
     "AUDIO_FILE_SUFFIXES",
     "MEL_FILE_SUFFIXES",
+    "SILENCE_PEAK",
     "atomic_write",
     "audio_files",
     "counted",
@@ -39,6 +40,10 @@ __all__ = [
 
 AUDIO_FILE_SUFFIXES = (".wav", ".flac", ".ogg")
 MEL_FILE_SUFFIXES = (".npy", ".pt")
+
+SILENCE_PEAK = 1e-4
+"""Recordings whose peak amplitude stays below this are silent: training skips them and
+evaluation does not score them."""
 
 
 def counted(count: int, noun: str) -> str:

@@ -2,23 +2,36 @@
 
 :func:`pesq_wideband` is ITU-T P.862.2 wide-band PESQ (1 … 4.64, higher is better) from
 the optional ``pesq`` package; :func:`log_mel_l1` is the mean absolute difference of two
-log-mel spectrograms (0 for identical signals, lower is better). :func:`dnsmos` is
-non-intrusive: Microsoft's DNSMOS predicts the mean opinion scores of listeners (1 … 5,
-higher is better) from the signal alone, with the ONNX models of the optional ``speechmos``
-package. :mod:`snakeaudio.dsp.comb` scores the spectral comb a hop-periodic leak leaves.
+log-mel spectrograms and :func:`multi_resolution_stft_distance` spectral convergence +
+log-magnitude L1 over STFT resolutions (both 0 for identical signals, lower is better; the
+latter is differentiable, also a training loss). :func:`dnsmos` is non-intrusive: Microsoft's
+DNSMOS predicts the mean opinion scores of listeners (1 … 5, higher is better) from the signal
+alone, with the ONNX models of the optional ``speechmos`` package. :mod:`snakeaudio.dsp.comb`
+scores the spectral comb a hop-periodic leak leaves.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DNSMOS_SAMPLE_RATE", "PESQ_SAMPLE_RATE", "DNSMOSScores", "dnsmos", "log_mel_l1", "pesq_wideband"]
+from .._internal import as_mono, check_waveform_pair
+
+__all__ = [
+    "DNSMOS_SAMPLE_RATE",
+    "PESQ_SAMPLE_RATE",
+    "DNSMOSScores",
+    "dnsmos",
+    "log_mel_l1",
+    "multi_resolution_stft_distance",
+    "pesq_wideband",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +40,6 @@ PESQ_SAMPLE_RATE = 16000
 
 DNSMOS_SAMPLE_RATE = 16000
 """DNSMOS's models take 16 kHz audio; other rates are resampled to it."""
-
-
-def _mono(wav: Tensor | np.ndarray, name: str) -> Tensor:
-    """A float32 CPU tensor (T,) from (T,), (1, T) or (1, 1, T)."""
-    wav = torch.as_tensor(wav).detach()
-    if wav.dim() > 1 and any(size != 1 for size in wav.shape[:-1]):
-        raise ValueError(
-            f"{name} must be one mono waveform shaped (T,), (1, T) or (1, 1, T), got shape {tuple(wav.shape)}"
-        )
-    return wav.reshape(-1).float().cpu()
 
 
 def pesq_wideband(reference: Tensor | np.ndarray, estimate: Tensor | np.ndarray, sample_rate: int) -> float | None:
@@ -56,7 +59,7 @@ def pesq_wideband(reference: Tensor | np.ndarray, estimate: Tensor | np.ndarray,
         return None
     import torchaudio.functional as AF
 
-    ref, est = _mono(reference, "reference"), _mono(estimate, "estimate")
+    ref, est = as_mono(reference, "reference"), as_mono(estimate, "estimate")
     n = min(ref.numel(), est.numel())
     if n == 0 or not bool(ref[:n].any()) or not bool(est[:n].any()):
         logger.debug("PESQ gave no score: an empty or all-zero signal")
@@ -83,6 +86,48 @@ def log_mel_l1(reference: Tensor, estimate: Tensor, mel: Callable[[Tensor], Tens
     if not 0 <= shift < max(n, 1):
         raise ValueError(f"shift must be a number of samples in [0, {n}) for signals of {n} samples, got {shift}")
     return float((mel(reference[..., shift:n]) - mel(estimate[..., shift:n])).abs().mean())
+
+
+def _stft_magnitude(wav: Tensor, n_fft: int, hop_length: int, win_length: int, eps: float) -> Tensor:
+    window = torch.hann_window(win_length, device=wav.device, dtype=wav.dtype)
+    spec = torch.stft(wav, n_fft, hop_length=hop_length, win_length=win_length, window=window, return_complex=True)
+    return torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=eps))  # (N, n_fft/2 + 1, F)
+
+
+def multi_resolution_stft_distance(
+    wav_a: Tensor,
+    wav_b: Tensor,
+    resolutions: Sequence[tuple[int, int, int]] = ((1024, 256, 1024), (2048, 512, 2048), (512, 128, 512)),
+    eps: float = 1e-7,
+) -> Tensor:
+    """Spectral convergence + log-magnitude L1, averaged over STFT resolutions (Parallel WaveGAN's STFT loss).
+
+    For each ``(n_fft, hop_length, win_length)``: a centred Hann STFT, magnitudes
+    |S| = sqrt(max(re² + im², eps)), then ``‖|S_a| − |S_b|‖_F / ‖|S_a|‖_F`` per waveform (averaged
+    over the batch) plus ``mean|log|S_a| − log|S_b||``. ``wav_a`` is the reference (the real
+    recording): spectral convergence is relative to its magnitude, so the distance is not symmetric.
+    Differentiable; zero for identical inputs.
+
+    Shape: two waveforms (T,), (B, T) or (B, C, T), T > max(n_fft) / 2 -> scalar.
+    """
+    if not resolutions:
+        raise ValueError("resolutions must name at least one (n_fft, hop_length, win_length)")
+    for n_fft, hop, win in resolutions:
+        if not (0 < hop and 0 < win <= n_fft):
+            raise ValueError(
+                f"each resolution must be (n_fft, hop_length, win_length) with 0 < win_length <= n_fft, got {(n_fft, hop, win)}"
+            )
+    min_length = max(n_fft for n_fft, _, _ in resolutions) // 2 + 1
+    check_waveform_pair(wav_a, wav_b, ("wav_a", "wav_b"), min_length, "centred STFT of the largest n_fft")
+    a = wav_a.reshape(-1, wav_a.shape[-1])  # (N, T)
+    b = wav_b.reshape(-1, wav_b.shape[-1])
+    total = a.new_zeros(())
+    for n_fft, hop, win in resolutions:
+        mag_a = _stft_magnitude(a, n_fft, hop, win, eps)
+        mag_b = _stft_magnitude(b, n_fft, hop, win, eps)
+        convergence = torch.linalg.vector_norm(mag_a - mag_b, dim=(-2, -1)) / torch.linalg.vector_norm(mag_a, dim=(-2, -1))
+        total = total + convergence.mean() + F.l1_loss(torch.log(mag_b), torch.log(mag_a))
+    return total / len(resolutions)
 
 
 @dataclass(frozen=True)
@@ -128,7 +173,7 @@ def dnsmos(wav: Tensor | np.ndarray, sample_rate: int) -> DNSMOSScores | None:
         return None
     import torchaudio.functional as AF
 
-    wav = _mono(wav, "wav")
+    wav = as_mono(wav, "wav")
     if wav.numel() == 0 or not bool(wav.isfinite().all()):
         logger.debug("DNSMOS gave no score: an empty signal, or one with NaN or infinite samples")
         return None

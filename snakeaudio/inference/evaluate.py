@@ -3,7 +3,7 @@
 For every file the vocoder resynthesises the recording from the recording's own log-mel
 (at the model's rate, the whole file at once) and the output is scored against the
 recording over their common length with
-:func:`snakeaudio.train.scores.copy_synthesis_scores` (log-mel L1 on the frames and shifted
+:func:`snakeaudio.inference.scores.copy_synthesis_scores` (log-mel L1 on the frames and shifted
 by half a hop, MR-STFT, wide-band PESQ, F0 error median and 90th percentile, periodicity,
 V/UV F1, hop comb, DNSMOS), the scores the trainer validates with.
 
@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
@@ -30,14 +29,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..dsp import quality
-from ..dsp.io import audio_files, counted, naming_warnings, read_audio
+from ..dsp.io import SILENCE_PEAK, audio_files, counted, naming_warnings, read_audio
 from ..dsp.mel import MelConfig, mel_basis
 from ..dsp.quality import DNSMOSScores
 from ..models.config import GeneratorConfig
 from ..models.generator import Generator
-
-if TYPE_CHECKING:
-    from ..train.scores import Scores
+from .scores import Scores, copy_synthesis_scores
 
 __all__ = ["INPUT_METRICS", "METRICS", "EvaluationReport", "FileResult", "Scores", "audio_files", "evaluate", "griffin_lim"]
 
@@ -66,14 +63,6 @@ INPUT_METRICS = ("dnsmos_p808", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 VOCODER = "vocoder"
 GRIFFIN_LIM = "griffin-lim"
 INPUT = "input"
-
-
-def __getattr__(name: str) -> object:
-    if name == "Scores":  # the training package's, loaded on first use
-        from ..train.scores import Scores
-
-        return Scores
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _input_scores(mos: DNSMOSScores | None) -> dict[str, float | None]:
@@ -252,9 +241,6 @@ def griffin_lim(mel: Tensor, config: MelConfig | GeneratorConfig, *, n_iter: int
 
 
 def _evaluate_file(generator: Generator, path: Path, griffin_lim_baseline: bool, with_dnsmos: bool, strict: bool) -> FileResult:
-    from ..train.data import SILENCE_PEAK  # the training package: loaded only to score
-    from ..train.scores import copy_synthesis_scores
-
     parameter = next(generator.parameters())
     wav = read_audio(path, generator.sample_rate, strict=strict).to(parameter.device)  # (T,)
     peak = float(wav.abs().max()) if wav.numel() else 0.0

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from ..dsp.io import AUDIO_FILE_SUFFIXES, MEL_FILE_SUFFIXES, audio_files, counted, naming_warnings, read_audio, read_mel
+from ._common import fit_length, like_parameters
 from .chunked import synthesize_chunked
-from .synthesis import _fit_length, _like_parameters, synthesize_batch
+from .synthesis import synthesize_batch
 
 __all__ = ["EXAMPLE_INPUT", "Job", "Synthesized", "plan_jobs", "synthesize_files"]
 
@@ -131,10 +132,10 @@ def synthesize_files(
             continue
         mels = [mel for _, mel, _ in loaded]
         if len(loaded) == 1:
-            mel = _like_parameters(generator, mels[0][None])  # (1, n_mels, F) on the generator's device, in its dtype
+            mel = like_parameters(generator, mels[0][None])  # (1, n_mels, F) on the generator's device, in its dtype
             chunked = chunk_frames is not None and mel.shape[-1] > chunk_frames
             audios = [synthesize_chunked(generator, mel, chunk_frames) if chunked else generator(mel)]
         else:
             audios = synthesize_batch(generator, mels)
         for (job, mel, length), audio in zip(loaded, audios):
-            yield Synthesized(job, _fit_length(audio, length).cpu(), mel.cpu())
+            yield Synthesized(job, fit_length(audio, length).cpu(), mel.cpu())

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._common import checked_mel as _frames
 from .chunked import has_state, measure_once, receptive_field
-from .synthesis import _frames
 
 __all__ = ["stream_synthesis", "streaming_latency"]
 

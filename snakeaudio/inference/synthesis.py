@@ -23,34 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._common import checked_mel, fit_length, like_parameters
 from .chunked import has_state, receptive_field, synthesize_chunked
 
 __all__ = ["copy_synthesize", "synthesize_batch"]
-
-
-def _like_parameters(generator: nn.Module, x: Tensor) -> Tensor:
-    """``x`` on the generator's device, in its dtype."""
-    first = next(generator.parameters())
-    return x.to(device=first.device, dtype=first.dtype)
-
-
-def _fit_length(audio: Tensor, length: int) -> Tensor:
-    """(..., F · hop) -> (length,): cut, or zero-padded over an audio input's last part-frame."""
-    audio = audio.reshape(-1)[:length]
-    return F.pad(audio, (0, length - audio.numel()))
-
-
-def _frames(generator: nn.Module, mel: object, name: str, *, batched: bool) -> Tensor:
-    """Check one mel (num_mels, F) (or (1, num_mels, F) when ``batched``) and return it as (num_mels, F)."""
-    shape = tuple(mel.shape) if isinstance(mel, Tensor) else type(mel).__name__
-    if isinstance(mel, Tensor) and batched and mel.dim() == 3 and mel.shape[0] == 1:
-        mel = mel[0]  # (1, num_mels, f) -> (num_mels, f)
-    if not isinstance(mel, Tensor) or mel.dim() != 2 or mel.shape[0] != generator.num_mels:
-        expected = f"({generator.num_mels}, F)" + (f" or (1, {generator.num_mels}, F)" if batched else "")
-        raise ValueError(f"{name}: expected a mel spectrogram shaped {expected}, got {shape}")
-    if not mel.is_floating_point():
-        raise ValueError(f"{name}: expected a floating-point mel spectrogram, got dtype {mel.dtype}")
-    return _like_parameters(generator, mel)
 
 
 @torch.no_grad()
@@ -68,7 +44,7 @@ def synthesize_batch(generator: nn.Module, mels: Sequence[Tensor]) -> list[Tenso
 
     Shape: [(num_mels, F_i)] -> [(1, F_i · hop)].
     """
-    items = [_frames(generator, mel, f"mels[{i}]", batched=False) for i, mel in enumerate(mels)]
+    items = [checked_mel(generator, mel, f"mels[{i}]", batched=False) for i, mel in enumerate(mels)]
     if not items:
         return []
     hop = generator.hop_length
@@ -112,6 +88,6 @@ def copy_synthesize(generator: nn.Module, wav: Tensor, chunk_frames: int | None 
         raise ValueError(f"expected a mono waveform shaped (T,), got {shape}")
     first = next(generator.parameters())
     mel = generator.mel(wav.to(first.device)[None])  # (T,) -> (1, num_mels, F)
-    mel = _like_parameters(generator, mel)
+    mel = like_parameters(generator, mel)
     audio = generator(mel) if chunk_frames is None else synthesize_chunked(generator, mel, chunk_frames)
-    return _fit_length(audio, wav.numel())
+    return fit_length(audio, wav.numel())

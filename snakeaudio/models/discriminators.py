@@ -20,27 +20,28 @@ sub-band CQT discriminator) layer for layer. Differences from the ``bigvgan`` pa
   (``parametrizations.weight.original0/1`` for ``weight_g/weight_v``).
 - The period discriminator pads its ``(k, 1)`` convolutions by ``(k - 1) // 2``; BigVGAN hard-codes
   2, which is the same for the default ``kernel_size=5``.
-- The CQT discriminator computes its constant-Q transform with :class:`ConstantQTransform`
-  (plain torch, no nnAudio); see that class for how its numbers differ from nnAudio's
-  ``CQT2010v2``. With ``filters_scale != 1`` BigVGAN's channel bookkeeping does not line up
-  (its first dilated convolution expects ``filters · filters_scale`` inputs but receives
-  ``filters``); here every layer takes the previous layer's channels. ``filters_scale=1``, the
-  published setting, gives the same layers.
+- The CQT discriminator computes its constant-Q transform with
+  :class:`~snakeaudio.dsp.cqt.ConstantQTransform` (plain torch, no nnAudio); see that class for
+  how its numbers differ from nnAudio's ``CQT2010v2``. With ``filters_scale != 1`` BigVGAN's
+  channel bookkeeping does not line up (its first dilated convolution expects
+  ``filters · filters_scale`` inputs but receives ``filters``); here every layer takes the
+  previous layer's channels. ``filters_scale=1``, the published setting, gives the same layers.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 from torchaudio.functional import resample
 
-from ..dsp.filters import LowPassFilter1d
+from .._internal import check_positive, check_waveform
+from ..dsp.cqt import ConstantQTransform, cqt_kernels
 
 __all__ = [
     "DiscriminatorOutput",
@@ -49,7 +50,7 @@ __all__ = [
     "MultiPeriodDiscriminator",
     "ResolutionDiscriminator",
     "MultiResolutionDiscriminator",
-    "cqt_kernels",
+    "cqt_kernels",  # defined in snakeaudio.dsp.cqt, re-exported here
     "ConstantQTransform",
     "SubbandCQTDiscriminator",
     "MultiScaleSubbandCQTDiscriminator",
@@ -67,25 +68,6 @@ LEAKY_RELU_SLOPE = 0.1
 
 def _normed(conv: nn.Conv2d, use_spectral_norm: bool) -> nn.Conv2d:
     return _spectral_norm(conv) if use_spectral_norm else _weight_norm(conv)
-
-
-def _check_waveform(wav: Tensor, min_length: int, owner: str, why: str) -> None:
-    """Raise a ValueError unless ``wav`` is a float (B, 1, T) tensor with T >= min_length."""
-    if not isinstance(wav, Tensor):
-        raise TypeError(f"{owner} expects a torch.Tensor shaped (B, 1, T), got {type(wav).__name__}")
-    if wav.dim() != 3 or wav.shape[1] != 1:
-        hint = " (add the channel axis with wav[:, None])" if wav.dim() == 2 else ""
-        raise ValueError(f"{owner} expects a mono waveform shaped (B, 1, T), got shape {tuple(wav.shape)}{hint}")
-    if not wav.is_floating_point():
-        raise ValueError(f"{owner} expects a floating-point waveform, got dtype {wav.dtype}")
-    if wav.shape[-1] < min_length:
-        raise ValueError(f"{owner} needs at least {min_length} samples ({why}), got T={wav.shape[-1]}")
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
 
 
 def _channels(base: int, mult: float, name: str) -> int:
@@ -145,7 +127,7 @@ class PeriodDiscriminator(nn.Module):
             raise ValueError(f"period must be an integer >= 1, got {period!r}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
-        _check_positive(stride=stride, channel_mult=channel_mult)
+        check_positive(stride=stride, channel_mult=channel_mult)
         self.period = period
         widths = [1] + [_channels(c, channel_mult, "channel_mult") for c in (32, 128, 512, 1024)]
         pad = ((kernel_size - 1) // 2, 0)
@@ -157,11 +139,11 @@ class PeriodDiscriminator(nn.Module):
         self.conv_post = _normed(nn.Conv2d(widths[-1], 1, (3, 1), 1, padding=(1, 0)), use_spectral_norm)
 
     def forward(self, wav: Tensor) -> DiscriminatorOutput:
-        _check_waveform(wav, self.period, f"PeriodDiscriminator(period={self.period})", "one full period")
-        batch, _, length = wav.shape
+        check_waveform(wav, self.period, f"PeriodDiscriminator(period={self.period})", "one full period")
+        length = wav.shape[-1]
         if length % self.period:
             wav = F.pad(wav, (0, self.period - length % self.period), mode="reflect")
-        x = wav.view(batch, 1, -1, self.period)  # (B, 1, T) -> (B, 1, T/p, p)
+        x = rearrange(wav, "b 1 (t p) -> b 1 t p", p=self.period)  # (B, 1, T) -> (B, 1, T/p, p)
         return _conv_stack(x, self.convs, self.conv_post)  # (B, 1, T/p, p) -> logits, maps
 
 
@@ -222,7 +204,7 @@ class ResolutionDiscriminator(nn.Module):
         window: Callable[[int], Tensor] | None = None,
     ) -> None:
         super().__init__()
-        _check_positive(n_fft=n_fft, hop_length=hop_length, win_length=win_length, channels=channels)
+        check_positive(n_fft=n_fft, hop_length=hop_length, win_length=win_length, channels=channels)
         if win_length > n_fft:
             raise ValueError(f"win_length must be <= n_fft, got {win_length} > {n_fft}")
         if hop_length > n_fft:
@@ -263,7 +245,7 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> DiscriminatorOutput:
         owner = f"ResolutionDiscriminator(n_fft={self.n_fft}, hop_length={self.hop_length}, win_length={self.win_length})"
-        _check_waveform(wav, self.min_length, owner, f"reflect padding of {self.padding}")
+        check_waveform(wav, self.min_length, owner, f"reflect padding of {self.padding}")
         x = self.spectrogram(wav)[:, None]  # (B, 1, n_fft/2 + 1, F)
         return _conv_stack(x, self.convs, self.conv_post)  # (B, 1, n_fft/2 + 1, F) -> logits, maps
 
@@ -296,137 +278,6 @@ class MultiResolutionDiscriminator(nn.Module):
         return _run_all(self.discriminators, wav)
 
 
-# --- constant-Q transform -------------------------------------------------------------------
-
-
-def cqt_kernels(sample_rate: float, fmin: float, bins_per_octave: int) -> tuple[Tensor, Tensor]:
-    """Time-domain kernels of one CQT octave (nnAudio's ``create_cqt_kernels``, L1 norm).
-
-    Bin k < b = ``bins_per_octave`` has frequency f_k = fmin · 2^(k/b) and length
-    l_k = ⌈Q · sr / f_k⌉ with Q = 1 / (2^(1/b) − 1): a periodic Hann window times
-    exp(2πi f_k n / sr) for n in [−⌈l_k/2⌉, ⌊l_k/2⌋), divided by its L1 norm, with n = 0
-    at index n_fft / 2 of a common power-of-two length n_fft ≥ max l_k.
-
-    Returns: complex128 kernels (b, n_fft) and float64 lengths l_k (b,).
-
-    >>> kernels, lengths = cqt_kernels(48000, 8372.0, 24)
-    >>> kernels.shape, int(lengths[0]), round(kernels[0].abs().sum().item(), 9)
-    (torch.Size([24, 256]), 196, 1.0)
-    """
-    if not isinstance(bins_per_octave, int) or bins_per_octave < 1:
-        raise ValueError(f"bins_per_octave must be an integer >= 1, got {bins_per_octave!r}")
-    _check_positive(sample_rate=sample_rate, fmin=fmin)
-    q = 1.0 / (2.0 ** (1.0 / bins_per_octave) - 1.0)
-    freqs = fmin * 2.0 ** (torch.arange(bins_per_octave, dtype=torch.float64) / bins_per_octave)
-    lengths = torch.ceil(q * sample_rate / freqs)
-    n_fft = 2 ** math.ceil(math.log2(lengths.max().item()))
-    kernels = torch.zeros(bins_per_octave, n_fft, dtype=torch.complex128)
-    for k, (freq, length) in enumerate(zip(freqs.tolist(), lengths.long().tolist())):
-        n = torch.arange(-((length + 1) // 2), length // 2, dtype=torch.float64)
-        window = torch.hann_window(length, periodic=True, dtype=torch.float64)
-        kernel = window * torch.exp(2j * math.pi * freq / sample_rate * n)
-        kernels[k, n_fft // 2 + n.long()] = kernel / kernel.abs().sum()
-    return kernels, lengths
-
-
-class ConstantQTransform(nn.Module):
-    """Complex constant-Q transform computed octave by octave (the scheme of nnAudio's ``CQT2010v2``).
-
-    The b kernels of the top octave (:func:`cqt_kernels`, lowest bin fmin · 2^(n_octaves − 1))
-    are applied by one strided ``conv1d`` with hop ``hop_length``; then the signal is low-passed
-    and decimated by 2 and the same kernels, at half the hop, give the next octave down, and so on.
-    Frames are centred on t · hop (zero padding of n_fft/2), so every octave has
-    ``T // hop_length + 1`` frames. Bin k is scaled by √l_k, its kernel length at ``sample_rate``
-    (nnAudio's "librosa" normalisation: a unit sinusoid on a bin gives about √l_k / 2).
-
-    Differences from nnAudio's ``CQT2010v2(..., pad_mode="constant", output_format="Complex")``:
-    the ×2 decimation uses a zero-phase 129-tap Kaiser-sinc low-pass (cutoff a quarter of the
-    rate, 0.05-wide transition, about 98 dB stop band; :class:`~snakeaudio.dsp.LowPassFilter1d`)
-    instead of a 256-tap ``firwin2`` filter whose even length delays each octave by half a sample,
-    so magnitudes agree closely while phases of the lower octaves differ; lower octaves are cut to
-    the top octave's frame count instead of rounding their lengths down; there is no "early
-    downsampling" (which BigVGAN's settings never trigger). On a few seconds of noise the magnitudes
-    of all octaves agree with nnAudio's within about 1%; with nnAudio's decimation filter swapped
-    in, the outputs are the same.
-
-    Args:
-        sample_rate: rate of the signal this transform sees, in Hz.
-        hop_length: frame hop of the top octave; divisible by 2^(n_octaves − 1).
-        n_octaves, bins_per_octave: n_bins = n_octaves · bins_per_octave, lowest first.
-        fmin: frequency of the lowest bin in Hz; the top bin must stay below Nyquist.
-
-    Shape: (B, 1, T) -> (B, 2, n_bins, T // hop_length + 1), real and imaginary parts.
-
-    >>> cqt = ConstantQTransform(sample_rate=16000, hop_length=64, n_octaves=4, bins_per_octave=12, fmin=440.0)
-    >>> cqt(torch.randn(1, 1, 1000)).shape
-    torch.Size([1, 2, 48, 16])
-    """
-
-    kernels: Tensor
-    scale: Tensor
-
-    def __init__(
-        self,
-        sample_rate: float,
-        hop_length: int,
-        n_octaves: int,
-        bins_per_octave: int,
-        fmin: float = 32.70,
-    ) -> None:
-        super().__init__()
-        self.sample_rate, self.hop_length, self.fmin = sample_rate, hop_length, fmin
-        self.n_octaves, self.bins_per_octave = n_octaves, bins_per_octave
-        for name, value in (("n_octaves", n_octaves), ("bins_per_octave", bins_per_octave)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(hop_length, int) or hop_length < 1 or hop_length % 2 ** (n_octaves - 1):
-            raise ValueError(
-                f"hop_length must be a positive multiple of 2**(n_octaves - 1) = {2 ** (n_octaves - 1)} "
-                f"so that every octave has the same frames, got {hop_length!r}"
-            )
-        _check_positive(sample_rate=sample_rate, fmin=fmin)
-        top_fmin = fmin * 2.0 ** (n_octaves - 1)
-        fmax = top_fmin * 2.0 ** ((bins_per_octave - 1) / bins_per_octave)
-        if fmax > sample_rate / 2:
-            raise ValueError(
-                f"the top CQT bin ({fmax:.1f} Hz) exceeds the Nyquist frequency {sample_rate / 2} Hz; "
-                f"lower fmin={fmin} or n_octaves={n_octaves}"
-            )
-        kernels, _ = cqt_kernels(sample_rate, top_fmin, bins_per_octave)
-        self.n_fft = kernels.shape[-1]
-        # Re and Im of Σ x[n] · conj(kernel[n]) as 2b real correlation filters: (2b, 1, n_fft).
-        stacked = torch.cat([kernels.real, -kernels.imag])[:, None]
-        self.register_buffer("kernels", stacked.float(), persistent=False)
-        q = 1.0 / (2.0 ** (1.0 / bins_per_octave) - 1.0)
-        freqs = fmin * 2.0 ** (torch.arange(self.n_bins, dtype=torch.float64) / bins_per_octave)
-        self.register_buffer("scale", torch.ceil(q * sample_rate / freqs).sqrt()[:, None].float(), persistent=False)
-        self.decimate = LowPassFilter1d(0.25, half_width=0.05, stride=2, padding_mode="constant", kernel_size=129)
-
-    @property
-    def n_bins(self) -> int:
-        return self.n_octaves * self.bins_per_octave
-
-    def forward(self, x: Tensor) -> Tensor:
-        _check_waveform(x, 1, "ConstantQTransform", "a non-empty signal")
-        batch, frames = x.shape[0], x.shape[-1] // self.hop_length + 1
-        kernels = self.kernels.to(x.dtype)
-        octaves = []  # top octave first
-        for octave in range(self.n_octaves):
-            if octave:
-                x = self.decimate(x)  # (B, 1, T_o) -> (B, 1, ⌈T_o / 2⌉)
-            padded = F.pad(x, (self.n_fft // 2, self.n_fft // 2))
-            y = F.conv1d(padded, kernels, stride=self.hop_length >> octave)[..., :frames]  # (B, 2b, F)
-            octaves.append(y.view(batch, 2, self.bins_per_octave, frames))
-        z = torch.cat(octaves[::-1], dim=2)  # (B, 2, n_bins, F), lowest bin first
-        return z * self.scale.to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return (
-            f"sample_rate={self.sample_rate}, hop_length={self.hop_length}, n_octaves={self.n_octaves}, "
-            f"bins_per_octave={self.bins_per_octave}, fmin={self.fmin}, n_fft={getattr(self, 'n_fft', None)}"
-        )
-
-
 # --- multi-scale sub-band CQT discriminator --------------------------------------------------
 
 
@@ -438,7 +289,7 @@ class SubbandCQTDiscriminator(nn.Module):
     """BigVGAN-v2's sub-band CQT discriminator (after Amphion's MS-SB-CQT-D).
 
     The waveform is resampled to twice its rate (torchaudio's sinc interpolation, as in BigVGAN)
-    so that the top octave fits below Nyquist, and transformed by a :class:`ConstantQTransform`
+    so that the top octave fits below Nyquist, and transformed by a :class:`~snakeaudio.dsp.cqt.ConstantQTransform`
     into real and imaginary channels (B, 2, F, bins). Each octave of bins gets its own 3×9 input
     convolution (frames × bins); the octaves are joined again and pass a 3×9 convolution to
     ``filters`` channels, one 3×9 convolution per dilation (dilated along frames, stride 2 along
@@ -479,7 +330,7 @@ class SubbandCQTDiscriminator(nn.Module):
         normalize_volume: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive(sample_rate=sample_rate, filters=filters, max_filters=max_filters, filters_scale=filters_scale)
+        check_positive(sample_rate=sample_rate, filters=filters, max_filters=max_filters, filters_scale=filters_scale)
         if not isinstance(sample_rate, int):
             raise ValueError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
         self.sample_rate, self.hop_length = sample_rate, hop_length
@@ -507,7 +358,7 @@ class SubbandCQTDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> DiscriminatorOutput:
         owner = f"SubbandCQTDiscriminator(hop_length={self.hop_length})"
-        _check_waveform(wav, -(-self.hop_length // 2), owner, "one hop at twice the sample rate")
+        check_waveform(wav, -(-self.hop_length // 2), owner, "one hop at twice the sample rate")
         if self.normalize_volume:
             wav = wav - wav.mean(dim=-1, keepdim=True)
             wav = 0.8 * wav / (wav.abs().amax(dim=-1, keepdim=True) + 1e-9)

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from ..dsp.filters import DownSample1d, UpSample1d
 from ..kernels.cpu import aa_snake_backward_cpu, aa_snake_forward_cpu, cpu_kernels_available
+from ._common import compute_dtype, prepared_parameters, snake_plain
 from .activations import Snake, SnakeBeta
-from .functional import _compute_dtype, _prepared_parameters, _snake_plain, exporting
+from .functional import exporting
 
 __all__ = ["AntiAliasedActivation1d", "polyphase_upsample_taps", "BACKENDS"]
 
@@ -131,7 +132,7 @@ class _AntiAliasedSnakeFunction(torch.autograd.Function):
         ctx.save_for_backward(x, alpha, beta)
         ctx.path = (backend, dtype)
         ctx.filters = (up_weight, up_base, down_taps, down_pad)
-        a, inv = _prepared_parameters(alpha, beta, x.shape[1], torch.float32)
+        a, inv = prepared_parameters(alpha, beta, x.shape[1], torch.float32)
         y = _aa_forward(x.to(dtype), a, inv, *ctx.filters, backend)
         return y.to(x.dtype)
 
@@ -139,7 +140,7 @@ class _AntiAliasedSnakeFunction(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         x, alpha, beta = ctx.saved_tensors
         backend, dtype = ctx.path
-        a, inv = _prepared_parameters(alpha, beta, x.shape[1], torch.float32)
+        a, inv = prepared_parameters(alpha, beta, x.shape[1], torch.float32)
         grad_x, grad_alpha, grad_beta = _aa_backward(
             x.to(dtype), grad.to(dtype), a, inv, beta is not None, *ctx.filters, backend
         )
@@ -231,14 +232,14 @@ class AntiAliasedActivation1d(nn.Module):
         return self._reference(x, self._reference_dtype(x.dtype))
 
     def _reference_dtype(self, dtype: torch.dtype) -> torch.dtype:
-        return _compute_dtype(dtype) if self._is_snake else dtype
+        return compute_dtype(dtype) if self._is_snake else dtype
 
     def _reference(self, x: Tensor, dtype: torch.dtype) -> Tensor:
         u = self.upsample(x.to(dtype))  # (B, C, T) -> (B, C, r·T)
         act = self.act
         if isinstance(act, (Snake, SnakeBeta)):
             beta = act.magnitude() if isinstance(act, SnakeBeta) else None
-            u = _snake_plain(u, act.frequency(), beta)
+            u = snake_plain(u, act.frequency(), beta)
         else:
             u = act(u)
         return self.downsample(u).to(x.dtype)  # (B, C, r·T) -> (B, C, ⌊(r·T − 1)/r_down⌋ + 1)
@@ -315,7 +316,7 @@ class AntiAliasedActivation1d(nn.Module):
         """α and 1/β (or 1/α) per channel, float32 (C,), as the kernels take them."""
         act = self.act
         beta = act.magnitude() if isinstance(act, SnakeBeta) else None
-        return _prepared_parameters(act.frequency(), beta, channels, torch.float32)
+        return prepared_parameters(act.frequency(), beta, channels, torch.float32)
 
     def _inference_parameters(self, channels: int) -> tuple[Tensor, Tensor]:
         """:meth:`_prepare_parameters` without autograd, cached.

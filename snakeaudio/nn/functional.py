@@ -12,27 +12,14 @@ import torch
 from torch import Tensor
 
 from ..kernels.cpu import cpu_library, snake_backward_cpu, snake_forward_cpu
+from ._common import compute_dtype, prepared_parameters, snake_plain
 
 __all__ = ["snake", "snake_reference", "exporting"]
-
-# |α| below this is replaced by ±_TINY_ALPHA: sin²(αx)/α ≈ αx² is then far below
-# float32 resolution of x, so the result is the identity limit, finite with its gradients.
-_TINY_ALPHA = 1e-20
-# SnakeBeta divides by β; keep it at least this far from zero (BigVGAN adds 1e-9).
-_TINY_BETA = 1e-9
-
-
-def _away_from_zero(p: Tensor, tiny: float) -> Tensor:
-    return torch.where(p.abs() < tiny, torch.full_like(p, tiny), p)
 
 
 def exporting() -> bool:
     """True while tracing for ONNX or ``torch.export``: fused ops give way to standard ones."""
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 # Rows shorter than this (e.g. (B, C) inputs, one value per row) vectorise better in torch ops.
@@ -102,28 +89,22 @@ def _canonical(x: Tensor, per_channel: bool) -> tuple[int, ...]:
     return (1, 1, x.numel())
 
 
-def _prepared_parameters(alpha: Tensor, beta: Tensor | None, channels: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    a = _away_from_zero(alpha.to(dtype), _TINY_ALPHA).reshape(-1).expand(channels).contiguous()
-    scale = a if beta is None else _away_from_zero(beta.to(dtype), _TINY_BETA).reshape(-1).expand(channels)
-    return a, scale.reciprocal().contiguous()
-
-
 class _SnakeFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor, beta: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, alpha, beta)
-        dtype = _compute_dtype(x.dtype)
+        dtype = compute_dtype(x.dtype)
         shape = _canonical(x, alpha.dim() == 1)
-        a, inv = _prepared_parameters(alpha, beta, shape[1], dtype)
+        a, inv = prepared_parameters(alpha, beta, shape[1], dtype)
         y = _snake_forward(x.to(dtype).reshape(shape), a, inv)
         return y.reshape(x.shape).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
         x, alpha, beta = ctx.saved_tensors
-        dtype = _compute_dtype(x.dtype)
+        dtype = compute_dtype(x.dtype)
         shape = _canonical(x, alpha.dim() == 1)
-        a, inv = _prepared_parameters(alpha, beta, shape[1], dtype)
+        a, inv = prepared_parameters(alpha, beta, shape[1], dtype)
         grad_x, grad_alpha, grad_beta = _snake_backward(
             x.to(dtype).reshape(shape), grad.to(dtype).reshape(shape), a, inv, beta is not None
         )
@@ -179,34 +160,8 @@ def snake(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:
     """
     _check(x, alpha, beta)
     if exporting():
-        return _snake_plain(x, alpha, beta)
+        return snake_plain(x, alpha, beta)
     return _SnakeFunction.apply(x, alpha, beta)
-
-
-def _snake_plain(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:
-    """:func:`snake` in plain torch ops (autograd-traced, exportable), with its values and gradients.
-
-    The same compute dtype (float32 for half-precision inputs). A parameter closer to zero than
-    ``_TINY_*`` is replaced by that value, as the kernels do, and its gradient is taken there;
-    Snake's α uses the limit ``sin²(αx)/α → αx²`` instead, whose gradient x² needs no division.
-    """
-    dtype = _compute_dtype(x.dtype)
-    u = x.to(dtype)
-    shape = (1, -1) + (1,) * (x.dim() - 2) if alpha.dim() == 1 else ()
-    a = alpha.to(dtype).reshape(shape)
-    if beta is None:
-        small = a.abs() < _TINY_ALPHA
-        safe = _away_from_zero(a, _TINY_ALPHA)
-        y = u + torch.where(small, a * u.square(), torch.sin(safe * u).square() / safe)
-    else:
-        b = beta.to(dtype).reshape(shape)
-        y = u + torch.sin(_replaced_near_zero(a, _TINY_ALPHA) * u).square() / _replaced_near_zero(b, _TINY_BETA)
-    return y.to(x.dtype)
-
-
-def _replaced_near_zero(p: Tensor, tiny: float) -> Tensor:
-    """The value of ``_away_from_zero(p)``, with the gradient of p at that value."""
-    return p + (_away_from_zero(p, tiny) - p).detach()
 
 
 def snake_reference(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:

@@ -1,5 +1,6 @@
 """Training: datasets, losses, the configuration and the one trainer every recipe uses."""
 
+from ..inference.scores import Scores, copy_synthesis_scores
 from .config import DataConfig, OptimConfig, TrainConfig
 from .data import AudioDataset, MelAudioDataset, PeriodicToneDataset, ToneSpec, read_audio
 from .losses import (
@@ -11,7 +12,6 @@ from .losses import (
     mel_l1_loss,
     multi_resolution_stft_distance,
 )
-from .scores import Scores, copy_synthesis_scores
 from .trainer import Trainer, latest_checkpoint
 
 __all__ = [

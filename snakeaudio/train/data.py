@@ -19,12 +19,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..dsp.io import AUDIO_FILE_SUFFIXES, audio_files, read_audio, read_mel
+from ..dsp.io import AUDIO_FILE_SUFFIXES, SILENCE_PEAK, audio_files, read_audio, read_mel
 
 __all__ = ["SILENCE_PEAK", "AudioDataset", "MelAudioDataset", "PeriodicToneDataset", "ToneSpec", "read_audio"]
-
-SILENCE_PEAK = 1e-4
-"""Files whose peak amplitude stays below this are treated as silent and skipped."""
 
 
 def _usable(path: Path) -> str | None:

@@ -12,7 +12,8 @@ Phase
     instantaneous frequency distances.
 Validation
     :func:`multi_resolution_stft_distance`: spectral convergence + log-magnitude L1
-    (differentiable, also a training loss).
+    (differentiable, also a training loss; defined in :mod:`snakeaudio.dsp.quality`, which the
+    copy-synthesis scores use without the training package).
 
 Loss weights (BigVGAN: 45 for the mel L1 or 15 for the multi-scale mel loss, 2 inside the feature
 loss, 1 for the adversarial terms) are applied by the training loop, except the factor 2 that
@@ -28,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._internal import check_waveform_pair
 from ..dsp.mel import MelConfig, MelSpectrogram, mel_basis
+from ..dsp.quality import multi_resolution_stft_distance
 
 __all__ = [
     "AdversarialLoss",
@@ -43,20 +46,6 @@ __all__ = [
 
 AdversarialLoss = Literal["lsgan", "hinge"]
 _ADVERSARIAL_KINDS = ("lsgan", "hinge")
-
-
-def _check_pair(a: Tensor, b: Tensor, names: tuple[str, str], min_length: int, why: str) -> None:
-    for name, x in zip(names, (a, b)):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point waveform, got dtype {x.dtype}")
-        if x.dim() not in (1, 2, 3):
-            raise ValueError(f"{name} must be shaped (T,), (B, T) or (B, C, T), got shape {tuple(x.shape)}")
-    if a.shape != b.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[-1] < min_length:
-        raise ValueError(f"the waveforms need at least {min_length} samples ({why}), got T={a.shape[-1]}")
 
 
 # --- mel reconstruction ---------------------------------------------------------------------
@@ -168,7 +157,7 @@ class MultiScaleMelLoss(nn.Module):
         return torch.log10(mel.clamp(min=self.clamp_eps).pow(self.power))
 
     def forward(self, wav_real: Tensor, wav_fake: Tensor) -> Tensor:
-        _check_pair(wav_real, wav_fake, ("wav_real", "wav_fake"), self.min_length, "centred STFT of the largest window")
+        check_waveform_pair(wav_real, wav_fake, ("wav_real", "wav_fake"), self.min_length, "centred STFT of the largest window")
         real = wav_real.reshape(-1, wav_real.shape[-1])  # (B·C, T)
         fake = wav_fake.reshape(-1, wav_fake.shape[-1])
         loss = wav_real.new_zeros(())
@@ -288,49 +277,7 @@ def feature_matching_loss(real_fmaps: Sequence[Sequence[Tensor]], fake_fmaps: Se
     return 2 * _total(terms)
 
 
-# --- validation distance --------------------------------------------------------------------
-
-
-def _stft_magnitude(wav: Tensor, n_fft: int, hop_length: int, win_length: int, eps: float) -> Tensor:
-    window = torch.hann_window(win_length, device=wav.device, dtype=wav.dtype)
-    spec = torch.stft(wav, n_fft, hop_length=hop_length, win_length=win_length, window=window, return_complex=True)
-    return torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=eps))  # (N, n_fft/2 + 1, F)
-
-
-def multi_resolution_stft_distance(
-    wav_a: Tensor,
-    wav_b: Tensor,
-    resolutions: Sequence[tuple[int, int, int]] = ((1024, 256, 1024), (2048, 512, 2048), (512, 128, 512)),
-    eps: float = 1e-7,
-) -> Tensor:
-    """Spectral convergence + log-magnitude L1, averaged over STFT resolutions (Parallel WaveGAN's STFT loss).
-
-    For each ``(n_fft, hop_length, win_length)``: a centred Hann STFT, magnitudes
-    |S| = sqrt(max(re² + im², eps)), then ``‖|S_a| − |S_b|‖_F / ‖|S_a|‖_F`` per waveform (averaged
-    over the batch) plus ``mean|log|S_a| − log|S_b||``. ``wav_a`` is the reference (the real
-    recording): spectral convergence is relative to its magnitude, so the distance is not symmetric.
-    Differentiable; zero for identical inputs.
-
-    Shape: two waveforms (T,), (B, T) or (B, C, T), T > max(n_fft) / 2 -> scalar.
-    """
-    if not resolutions:
-        raise ValueError("resolutions must name at least one (n_fft, hop_length, win_length)")
-    for n_fft, hop, win in resolutions:
-        if not (0 < hop and 0 < win <= n_fft):
-            raise ValueError(
-                f"each resolution must be (n_fft, hop_length, win_length) with 0 < win_length <= n_fft, got {(n_fft, hop, win)}"
-            )
-    min_length = max(n_fft for n_fft, _, _ in resolutions) // 2 + 1
-    _check_pair(wav_a, wav_b, ("wav_a", "wav_b"), min_length, "centred STFT of the largest n_fft")
-    a = wav_a.reshape(-1, wav_a.shape[-1])  # (N, T)
-    b = wav_b.reshape(-1, wav_b.shape[-1])
-    total = a.new_zeros(())
-    for n_fft, hop, win in resolutions:
-        mag_a = _stft_magnitude(a, n_fft, hop, win, eps)
-        mag_b = _stft_magnitude(b, n_fft, hop, win, eps)
-        convergence = torch.linalg.vector_norm(mag_a - mag_b, dim=(-2, -1)) / torch.linalg.vector_norm(mag_a, dim=(-2, -1))
-        total = total + convergence.mean() + F.l1_loss(torch.log(mag_b), torch.log(mag_a))
-    return total / len(resolutions)
+# --- phase ----------------------------------------------------------------------------------
 
 
 def _anti_wrap(x: Tensor) -> Tensor:
@@ -359,7 +306,7 @@ def phase_loss(
     >>> float(phase_loss(wav, wav))
     0.0
     """
-    _check_pair(wav_real, wav_fake, ("wav_real", "wav_fake"), n_fft // 2 + 1, "centred STFT of n_fft")
+    check_waveform_pair(wav_real, wav_fake, ("wav_real", "wav_fake"), n_fft // 2 + 1, "centred STFT of n_fft")
     window = torch.hann_window(n_fft, device=wav_real.device, dtype=wav_real.dtype)
     real, fake = (
         torch.stft(w.reshape(-1, w.shape[-1]), n_fft, hop_length, window=window, return_complex=True)

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from ..dsp.io import atomic_write
+from ..inference.scores import VALIDATION_KEYS, copy_synthesis_scores
 from ..models.checkpoint import from_pretrained, save_pretrained
 from ..models.discriminators import (
     CombinedDiscriminator,
@@ -55,7 +56,6 @@ from .losses import (
     multi_resolution_stft_distance,
     phase_loss,
 )
-from .scores import VALIDATION_KEYS, copy_synthesis_scores
 
 __all__ = ["Trainer", "build_datasets", "build_discriminator", "latest_checkpoint", "load_folded_weights"]
 
@@ -467,7 +467,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Copy-synthesis scores on the validation clips (:mod:`snakeaudio.train.scores`,
+        """Copy-synthesis scores on the validation clips (:mod:`snakeaudio.inference.scores`,
         the ones ``snakeaudio evaluate`` reports), averaged over clips."""
         if self.validation_set is None:
             return {}

@@ -31,9 +31,8 @@ from torch import Tensor
 from ..dsp.comb import HOP_COMB_BAND, hop_comb_db
 from ..dsp.pitch import pitch_metrics
 from ..dsp.quality import dnsmos as dnsmos_scores
-from ..dsp.quality import log_mel_l1, pesq_wideband
+from ..dsp.quality import log_mel_l1, multi_resolution_stft_distance, pesq_wideband
 from ..models.generator import Generator
-from .losses import multi_resolution_stft_distance
 
 __all__ = ["PITCH_FMAX", "PITCH_FMIN", "VALIDATION_KEYS", "Scores", "copy_synthesis_scores"]
 

@@ -1,0 +1,74 @@
+"""What :mod:`snakeaudio.nn.functional` and :mod:`snakeaudio.nn.antialias` share about Snake (not public API).
+
+Both compute half-precision inputs in float32 (:func:`compute_dtype`), hand the fused kernels
+α and 1/β (or 1/α) prepared alike (:func:`prepared_parameters`), and fall back on the same
+plain-torch formula (:func:`snake_plain`) when exporting or on the reference path.
+Imports torch alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["TINY_ALPHA", "TINY_BETA", "compute_dtype", "prepared_parameters", "snake_plain"]
+
+TINY_ALPHA = 1e-20
+"""|α| below this is replaced by ±TINY_ALPHA: sin²(αx)/α ≈ αx² is then far below float32
+resolution of x, so the result is the identity limit, finite with its gradients."""
+
+TINY_BETA = 1e-9
+"""SnakeBeta divides by β; keep it at least this far from zero (BigVGAN adds 1e-9)."""
+
+
+def _away_from_zero(p: Tensor, tiny: float) -> Tensor:
+    return torch.where(p.abs() < tiny, torch.full_like(p, tiny), p)
+
+
+def _replaced_near_zero(p: Tensor, tiny: float) -> Tensor:
+    """The value of ``_away_from_zero(p)``, with the gradient of p at that value."""
+    return p + (_away_from_zero(p, tiny) - p).detach()
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype Snake computes an input of ``dtype`` in: float32 for float16/bfloat16, else ``dtype``.
+
+    >>> compute_dtype(torch.bfloat16), compute_dtype(torch.float64)
+    (torch.float32, torch.float64)
+    """
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def prepared_parameters(alpha: Tensor, beta: Tensor | None, channels: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """α and 1/β (1/α without β) as the kernels take them: contiguous ``(channels,)`` in ``dtype``,
+    each kept at least :data:`TINY_ALPHA` / :data:`TINY_BETA` away from zero.
+
+    Shape: scalar or (C,) parameters -> two (channels,) tensors.
+    """
+    a = _away_from_zero(alpha.to(dtype), TINY_ALPHA).reshape(-1).expand(channels).contiguous()
+    scale = a if beta is None else _away_from_zero(beta.to(dtype), TINY_BETA).reshape(-1).expand(channels)
+    return a, scale.reciprocal().contiguous()
+
+
+def snake_plain(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:
+    """:func:`~snakeaudio.nn.functional.snake` in plain torch ops (autograd-traced, exportable),
+    with its values and gradients.
+
+    The same compute dtype (float32 for half-precision inputs). A parameter closer to zero than
+    ``TINY_*`` is replaced by that value, as the kernels do, and its gradient is taken there;
+    Snake's α uses the limit ``sin²(αx)/α → αx²`` instead, whose gradient x² needs no division.
+
+    Shape: (B, C, *) -> (B, C, *).
+    """
+    dtype = compute_dtype(x.dtype)
+    u = x.to(dtype)
+    shape = (1, -1) + (1,) * (x.dim() - 2) if alpha.dim() == 1 else ()
+    a = alpha.to(dtype).reshape(shape)
+    if beta is None:
+        small = a.abs() < TINY_ALPHA
+        safe = _away_from_zero(a, TINY_ALPHA)
+        y = u + torch.where(small, a * u.square(), torch.sin(safe * u).square() / safe)
+    else:
+        b = beta.to(dtype).reshape(shape)
+        y = u + torch.sin(_replaced_near_zero(a, TINY_ALPHA) * u).square() / _replaced_near_zero(b, TINY_BETA)
+    return y.to(x.dtype)
