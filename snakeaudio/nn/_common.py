@@ -2,16 +2,22 @@
 
 Both compute half-precision inputs in float32 (:func:`compute_dtype`), hand the fused kernels
 α and 1/β (or 1/α) prepared alike (:func:`prepared_parameters`), and fall back on the same
-plain-torch formula (:func:`snake_plain`) when exporting or on the reference path.
+plain-torch formula (:func:`snake_plain`) when exporting or on the reference path; their
+fused kernels are custom ops that eager code calls directly (:class:`EagerCustomOp`).
 Imports torch alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
-__all__ = ["TINY_ALPHA", "TINY_BETA", "compute_dtype", "prepared_parameters", "snake_plain"]
+__all__ = [
+    "TINY_ALPHA", "TINY_BETA", "EagerCustomOp", "compute_dtype", "eager_custom_op", "prepared_parameters", "snake_plain",
+]  # fmt: skip
 
 TINY_ALPHA = 1e-20
 """|α| below this is replaced by ±TINY_ALPHA: sin²(αx)/α ≈ αx² is then far below float32
@@ -72,3 +78,28 @@ def snake_plain(x: Tensor, alpha: Tensor, beta: Tensor | None = None) -> Tensor:
         b = beta.to(dtype).reshape(shape)
         y = u + torch.sin(_replaced_near_zero(a, TINY_ALPHA) * u).square() / _replaced_near_zero(b, TINY_BETA)
     return y.to(x.dtype)
+
+
+class EagerCustomOp:
+    """A ``torch.library`` custom op that eager code calls as its plain Python function.
+
+    Calling the op itself imports ``torch._dynamo`` on first use (more than a second of
+    start-up for a one-off synthesis); torch.compile and export trace the op and must see
+    it, so it is called whenever a graph is being captured. Both run the same function.
+    """
+
+    def __init__(self, name: str, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.op = torch.library.custom_op(name, function, mutates_args=())
+
+    def register_fake(self, fake: Callable[..., Any]) -> Callable[..., Any]:
+        return self.op.register_fake(fake)
+
+    def __call__(self, *args: Any) -> Any:
+        return (self.op if torch.compiler.is_compiling() else self.function)(*args)
+
+
+def eager_custom_op(name: str) -> Callable[[Callable[..., Any]], EagerCustomOp]:
+    """Decorator: ``@eager_custom_op("snakeaudio::name")`` makes an :class:`EagerCustomOp`."""
+    return lambda function: EagerCustomOp(name, function)
+

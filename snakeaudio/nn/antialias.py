@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..dsp.filters import DownSample1d, UpSample1d
 from ..kernels.cpu import aa_snake_backward_cpu, aa_snake_forward_cpu, cpu_kernels_available
-from ._common import compute_dtype, prepared_parameters, snake_plain
+from ._common import compute_dtype, eager_custom_op, prepared_parameters, snake_plain
 from .activations import Snake, SnakeBeta
 from .functional import exporting
 
@@ -70,7 +70,7 @@ def polyphase_upsample_taps(taps: Tensor, ratio: int) -> tuple[Tensor, list[int]
 # ---------------------------------------------------------------------------
 
 
-@torch.library.custom_op("snakeaudio::aa_snake_forward", mutates_args=())
+@eager_custom_op("snakeaudio::aa_snake_forward")
 def _aa_forward(
     x: Tensor,
     alpha: Tensor,
@@ -95,7 +95,7 @@ def _(x, alpha, inv_scale, up_weight, up_base, down_taps, down_pad, backend):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-@torch.library.custom_op("snakeaudio::aa_snake_backward", mutates_args=())
+@eager_custom_op("snakeaudio::aa_snake_backward")
 def _aa_backward(
     x: Tensor,
     grad: Tensor,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..kernels.cpu import cpu_library, snake_backward_cpu, snake_forward_cpu
-from ._common import compute_dtype, prepared_parameters, snake_plain
+from ._common import compute_dtype, eager_custom_op, prepared_parameters, snake_plain
 
 __all__ = ["snake", "snake_reference", "exporting"]
 
@@ -36,7 +36,7 @@ def _use_cpu_kernel(x: Tensor) -> bool:
 # ---------------------------------------------------------------------------
 
 
-@torch.library.custom_op("snakeaudio::snake_forward", mutates_args=())
+@eager_custom_op("snakeaudio::snake_forward")
 def _snake_forward(x: Tensor, alpha: Tensor, inv_scale: Tensor) -> Tensor:
     if _use_cpu_kernel(x):
         return snake_forward_cpu(x.contiguous(), alpha.contiguous(), inv_scale.contiguous())
@@ -49,7 +49,7 @@ def _(x: Tensor, alpha: Tensor, inv_scale: Tensor) -> Tensor:
     return torch.empty_like(x)
 
 
-@torch.library.custom_op("snakeaudio::snake_backward", mutates_args=())
+@eager_custom_op("snakeaudio::snake_backward")
 def _snake_backward(
     x: Tensor, grad: Tensor, alpha: Tensor, inv_scale: Tensor, has_beta: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
