@@ -8,7 +8,7 @@ from _reference import needs_bigvgan, reference
 from torch.nn.utils import parametrize
 
 from snakeaudio import Snake
-from snakeaudio.dsp import MelConfig, mel_spectrogram
+from snakeaudio.dsp import MelConfig, mel_basis, mel_spectrogram
 from snakeaudio.models import (
     PRESETS,
     CheckpointError,
@@ -134,6 +134,21 @@ def test_mel_equals_bigvgan_on_real_speech(path):
         wav, h["n_fft"], h["num_mels"], h["sampling_rate"], h["hop_size"], h["win_size"], h["fmin"], h["fmax"]
     )
     torch.testing.assert_close(mel_spectrogram(wav, config), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("sr", "n_fft", "n_mels", "fmin", "fmax"),
+    [
+        (24000, 1024, 100, 0, None), (22050, 1024, 80, 0, 8000), (44100, 2048, 128, 0, None),
+        (22050, 512, 80, 20, 8000), (48000, 2048, 128, 30, None),
+    ],  # fmt: skip
+)
+def test_mel_basis_is_librosas(sr, n_fft, n_mels, fmin, fmax):
+    import librosa
+
+    config = MelConfig(sample_rate=sr, n_fft=n_fft, num_mels=n_mels, hop_length=n_fft // 4, win_length=n_fft, fmin=fmin, fmax=fmax)
+    reference = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    assert torch.equal(mel_basis(config), torch.from_numpy(reference))
 
 
 def test_mel_module_buffers_and_warnings():

@@ -1,6 +1,6 @@
 """Log-mel features, equal to BigVGAN's ``mel_spectrogram``.
 
-Slaney-normalised librosa mel basis, reflect padding of ``(n_fft − hop)/2`` on both
+Slaney-normalised mel basis (librosa's, computed here without importing librosa), reflect padding of ``(n_fft − hop)/2`` on both
 sides, an uncentred Hann-window STFT, magnitude ``sqrt(re² + im² + 1e-9)``, then
 ``log(clamp(·, 1e-5))``. A waveform of T samples gives :func:`num_frames` frames,
 ``T // hop`` for the usual even ``n_fft − hop``.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 
-import librosa
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,12 +53,36 @@ class MelConfig:
         return asdict(self)
 
 
+_SLANEY_HZ_PER_MEL = 200.0 / 3  # linear below 1 kHz ...
+_SLANEY_LOG_STEP = np.log(6.4) / 27.0  # ... logarithmic above, 27 mels per factor 6.4
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (Auditory Toolbox), as librosa's ``hz_to_mel(htk=False)``."""
+    knee = 1000.0 / _SLANEY_HZ_PER_MEL
+    log = knee + np.log(np.maximum(hz, 1e-10) / 1000.0) / _SLANEY_LOG_STEP
+    return np.where(hz >= 1000.0, log, hz / _SLANEY_HZ_PER_MEL)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    knee = 1000.0 / _SLANEY_HZ_PER_MEL
+    return np.where(mel >= knee, 1000.0 * np.exp(_SLANEY_LOG_STEP * (mel - knee)), mel * _SLANEY_HZ_PER_MEL)
+
+
 def mel_basis(config: MelConfig) -> Tensor:
-    """Slaney mel filterbank shaped (num_mels, n_fft // 2 + 1), float32."""
-    basis = librosa.filters.mel(
-        sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.num_mels, fmin=config.fmin, fmax=config.fmax
-    )
-    return torch.from_numpy(basis).float()
+    """Slaney mel filterbank shaped (num_mels, n_fft // 2 + 1), float32: triangles between
+    num_mels + 2 edges equally spaced in mels, each scaled to unit area (2 / its width in Hz).
+    Equals ``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)`` (tested), which takes a second
+    to import."""
+    top = config.sample_rate / 2 if config.fmax is None else config.fmax
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.float64(config.fmin)), _hz_to_mel(np.float64(top)), config.num_mels + 2))
+    bins = np.fft.rfftfreq(config.n_fft, 1.0 / config.sample_rate)  # (K,)
+    widths = np.diff(edges)  # (num_mels + 1,)
+    offsets = edges[:, None] - bins[None]  # (num_mels + 2, K)
+    rising, falling = -offsets[:-2] / widths[:-1, None], offsets[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)  # (num_mels, K)
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return torch.from_numpy(weights)
 
 
 def num_frames(num_samples: int, config: MelConfig) -> int:
