@@ -60,7 +60,7 @@ import time
 import traceback
 import types
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -622,17 +622,15 @@ def cuda_graph(setup: Setup, big: BigVGAN | None) -> None:
 # ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def section(setup: Setup, title: str) -> Iterator[bool]:
-    """Run a section unless the time limit has passed; a crash is reported and the next runs."""
+def section(setup: Setup, title: str, run: Callable[[], None]) -> None:
+    """``run()`` unless the time limit has passed; a crash is reported and the next section runs."""
     print(f"\n== {title} ==", flush=True)
     if time.perf_counter() > setup.deadline:
         setup.row(title, "-", "-", "-", "-", "", "skipped: over the time limit")
-        yield False
         return
     start = time.perf_counter()
     try:
-        yield True
+        run()
     except Exception as exc:
         setup.failures.append(f"{title}: crashed")
         message = str(exc).splitlines()[0][:120] if str(exc) else ""
@@ -695,23 +693,13 @@ def main(argv: list[str] | None = None) -> int:
         build = CudaBuild(plan, args.cuda_build_timeout)
 
     start = time.perf_counter()
-    with section(setup, "correctness: output and gradients, float64 baseline") as run:
-        if run:
-            correctness(setup, big)
-    with section(setup, "speed and memory vs BigVGAN torch Activation1d") as run:
-        if run:
-            timings(setup, big)
+    section(setup, "correctness: output and gradients, float64 baseline", lambda: correctness(setup, big))
+    section(setup, "speed and memory vs BigVGAN torch Activation1d", lambda: timings(setup, big))
     if not args.skip_compile:
-        with section(setup, "torch.compile(fullgraph=True)") as run:
-            if run:
-                compiled(setup, big)
-    with section(setup, "CUDA graph capture and replay") as run:
-        if run:
-            cuda_graph(setup, big)
+        section(setup, "torch.compile(fullgraph=True)", lambda: compiled(setup, big))
+    section(setup, "CUDA graph capture and replay", lambda: cuda_graph(setup, big))
     if not args.skip_bigvgan_cuda:
-        with section(setup, "speed vs BigVGAN CUDA kernel (forward only)") as run:
-            if run:
-                bigvgan_cuda(setup, big, build)
+        section(setup, "speed vs BigVGAN CUDA kernel (forward only)", lambda: bigvgan_cuda(setup, big, build))
     if build is not None and build.process.poll() is None:
         build.process.kill()
     print_table(setup.table)
