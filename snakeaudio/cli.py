@@ -260,7 +260,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json
 
     from .dsp.io import AUDIO_FILE_SUFFIXES, audio_files
-    from .inference.evaluate import evaluate
+    from .inference.evaluate import FailuresWarning, evaluate
 
     files: list[Path] = []
     for item in map(Path, args.inputs):
@@ -270,7 +270,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         files += found
     vocoder = _load_model(args.model, args.device)
     with warnings.catch_warnings():  # failures are reported below, by name
-        warnings.filterwarnings("ignore", message=r".* could not be evaluated; see EvaluationReport.failures")
+        warnings.simplefilter("ignore", FailuresWarning)
         report = evaluate(
             vocoder, files, griffin_lim_baseline=not args.no_griffin_lim, dnsmos=not args.no_dnsmos,
             skip_failures=True, progress=not args.json, strict=args.strict,

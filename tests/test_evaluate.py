@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from snakeaudio.dsp.quality import log_mel_l1, pesq_wideband
-from snakeaudio.inference.evaluate import INPUT_METRICS, METRICS, audio_files, evaluate, griffin_lim
+from snakeaudio.inference.evaluate import INPUT_METRICS, METRICS, FailuresWarning, audio_files, evaluate, griffin_lim
 from snakeaudio.inference.scores import copy_synthesis_scores
 from snakeaudio.models import Generator, preset
 from snakeaudio.train.data import read_audio
@@ -163,7 +163,7 @@ def test_evaluate_names_an_unreadable_file(tmp_path, generator):
     bad.write_text("not audio")
     with pytest.raises(ValueError, match="broken.wav"):
         evaluate(generator, [bad], griffin_lim_baseline=False)
-    with pytest.warns(UserWarning, match="1 of 1 file"):
+    with pytest.warns(FailuresWarning, match="1 of 1 file"):
         report = evaluate(generator, [bad], skip_failures=True)
     assert report.files == [] and list(report.failures) == [str(bad)]
     assert "could not be evaluated" in report.format_table()

@@ -36,7 +36,13 @@ from ..models.config import GeneratorConfig
 from ..models.generator import Generator
 from .scores import Scores, copy_synthesis_scores
 
-__all__ = ["INPUT_METRICS", "METRICS", "EvaluationReport", "FileResult", "Scores", "audio_files", "evaluate", "griffin_lim"]
+__all__ = [
+    "INPUT_METRICS", "METRICS", "EvaluationReport", "FailuresWarning", "FileResult", "Scores", "audio_files", "evaluate", "griffin_lim",
+]  # fmt: skip
+
+
+class FailuresWarning(UserWarning):
+    """Some files could not be evaluated (``skip_failures``); their reasons are in ``EvaluationReport.failures``."""
 
 METRICS: dict[str, str] = {
     "log_mel_l1": "mel L1 ↓",
@@ -306,6 +312,7 @@ def evaluate(
     if report.failures:
         warnings.warn(
             f"{len(report.failures)} of {counted(len(files), 'file')} could not be evaluated; see EvaluationReport.failures",
+            FailuresWarning,
             stacklevel=2,
         )
     return report
