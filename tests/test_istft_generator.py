@@ -211,3 +211,10 @@ def test_phase_loss_sees_phase_not_magnitude():
     shifted = wav + 0.3 * (torch.sin(2 * torch.pi * 220 * t + 1.0) - torch.sin(2 * torch.pi * 220 * t))
     assert float(phase_loss(wav, shifted, absolute=False)) < 0.1 * float(phase_loss(wav, shifted))
     assert float(phase_loss(wav, scrambled, absolute=False)) > 3 * float(phase_loss(wav, shifted, absolute=False))
+
+
+def test_griffin_lim_rounds_name_an_input_too_short_for_their_stft():
+    g = _small("istft_pv_24khz_100band")
+    with pytest.raises(ValueError, match="reflect padding needs more than 384 samples, got 256"):
+        g(torch.randn(1, 100, 1) - 5)
+    assert g(torch.randn(1, 100, 2) - 5).shape == (1, 1, 512)
