@@ -41,6 +41,35 @@ def test_stft_is_torch_stft_with_the_mel_framing():
     torch.testing.assert_close(imag, reference.imag, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("n_fft", "hop", "frames"), [(1024, 256, 37), (16, 4, 2), (12, 4, 5), (8, 4, 1)])
+def test_the_fft_paths_equal_the_matrix_references(n_fft, hop, frames, dtype):
+    stft, istft = STFT(n_fft, hop).to(dtype), InverseSTFT(n_fft, hop).to(dtype)
+    wav = torch.randn(3, 1, 2 * frames * hop, dtype=dtype)[..., ::2]  # a strided view
+    spectrum = stft(wav)
+    for fast, reference in zip(spectrum, stft.reference(wav)):
+        torch.testing.assert_close(fast, reference, atol=1e-5 * n_fft**0.5, rtol=1e-5)
+    real, imag = (part.transpose(0, 2).contiguous().transpose(0, 2) for part in spectrum)  # another memory layout
+    torch.testing.assert_close(istft(real, imag), istft.reference(real, imag), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(istft(*spectrum), wav, atol=1e-5, rtol=0)  # and they still invert each other
+
+    wav = wav.detach().requires_grad_()
+    grads = [torch.autograd.grad(istft_(*stft_(wav)).square().sum() + stft_(wav)[1].sum(), wav)[0]
+             for stft_, istft_ in ((stft, istft), (stft.reference, istft.reference))]  # fmt: skip
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4 * n_fft**0.5, rtol=1e-4)
+
+
+def test_the_reference_backend_and_half_precision_take_the_matrix_path(monkeypatch):
+    stft = STFT(16, 4)
+    calls = []
+    monkeypatch.setattr(torch.fft, "rfft", lambda *a, **k: calls.append(1))
+    for half in (torch.float16, torch.bfloat16):
+        stft.to(half)(torch.randn(1, 1, 40, dtype=half))
+    monkeypatch.setenv("SNAKEAUDIO_BACKEND", "reference")
+    STFT(16, 4)(torch.randn(1, 1, 40))
+    assert calls == []
+
+
 def test_fast_griffin_lim_makes_a_spectrum_consistent_and_keeps_its_magnitude():
     """From a random phase on a speech-like magnitude, each round brings the output's STFT
     magnitude closer to the target; no rounds is the plain inverse STFT."""

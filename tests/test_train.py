@@ -469,3 +469,41 @@ def test_tell_when_tensorboard_is_off_nothing_is_left_to_do_or_the_config_change
     differs = "training.batch_size: 2 -> 1; training.learning_rate: 0.0001 -> 0.0002"
     assert f"the config differs from the one step_00000001 was trained with: {differs}" in caplog.text
     assert f"nothing to do: {tmp_path / 'run'} is at step 1 and max_steps is 1" in caplog.text
+
+
+def test_a_resumed_run_follows_its_configs_learning_rate(tmp_path):
+    from snakeaudio.train import Trainer
+
+    run = tmp_path / "run"
+    straight = Trainer(TrainConfig.from_json(write_config(tmp_path, max_steps=2, lr_decay=0.9)), tmp_path / "straight")
+    straight.fit()
+    Trainer(TrainConfig.from_json(write_config(tmp_path, max_steps=1, lr_decay=0.9)), run).fit()
+    resumed = Trainer(TrainConfig.from_json(write_config(tmp_path, max_steps=2, lr_decay=0.9)), run)
+    assert resumed.opt_g.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.9)
+    resumed.fit()
+    for trainer in (straight, resumed):  # an unchanged config continues the schedule it was on
+        assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.9**2)
+    lowered = Trainer(TrainConfig.from_json(write_config(tmp_path, max_steps=3, learning_rate=2e-5, lr_decay=0.5)), run)
+    for optimizer in (lowered.opt_g, lowered.opt_d):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-5 * 0.5**2)
+    lowered.fit()
+    assert lowered.opt_g.param_groups[0]["lr"] == pytest.approx(2e-5 * 0.5**3)
+    assert lowered.sched_g.get_last_lr() == [pytest.approx(2e-5 * 0.5**3)]
+
+
+def test_snake_init_draws_alpha_in_its_regime_only_for_a_fresh_run(tmp_path):
+    from snakeaudio.nn import PERIODIC_ALPHA, STANDARD_ALPHA, Snake, SnakeBeta
+    from snakeaudio.train import Trainer
+
+    def alphas(trainer):
+        return torch.cat([m.alpha.detach().exp() for m in trainer.generator.modules() if isinstance(m, (Snake, SnakeBeta))])
+
+    for regime, (low, high) in (("standard", STANDARD_ALPHA), ("periodic", PERIODIC_ALPHA)):
+        trainer = Trainer(TrainConfig.from_json(write_config(tmp_path, max_steps=1, snake_init=regime)), tmp_path / regime)
+        assert low <= alphas(trainer).min() and alphas(trainer).max() <= high and alphas(trainer).std() > 0
+        trainer.fit()
+        trained = alphas(trainer)
+        resumed = Trainer(TrainConfig.from_json(write_config(tmp_path, max_steps=1, snake_init=regime)), tmp_path / regime)
+        torch.testing.assert_close(alphas(resumed), trained, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="snake_init must be 'standard', 'periodic' or null, got 'fast'"):
+        TrainConfig.from_json(write_config(tmp_path, snake_init="fast"))

@@ -41,8 +41,9 @@ def training_summary(run: Path) -> tuple[int, float, dict]:
     return max(r["step"] for r in records), (seconds + segment) / 3600, validation[-1] if validation else {}
 
 
-def architecture(config: GeneratorConfig) -> str:
-    name = next((n for n, c in PRESETS.items() if c == config.replace(training={})), None)
+def architecture(config: GeneratorConfig, trained_rounds: int) -> str:
+    """The model in words; ``trained_rounds``: the Griffin-Lim rounds it was trained through."""
+    name = next((n for n, c in PRESETS.items() if c == config.replace(training={}, griffin_lim_iterations=trained_rounds)), None)
     preset = f"Preset `{name}`: " if name else ""
     if config.head == "istft":
         body = (
@@ -52,8 +53,11 @@ def architecture(config: GeneratorConfig) -> str:
         )
         if config.istft_phase == "vocoder":
             body += ", the phase a learned offset on a phase-locked vocoder's (each partial turns at its own frequency)"
-        if config.griffin_lim_iterations:
-            body += f", then {config.griffin_lim_iterations} rounds of fast Griffin-Lim on the predicted magnitude (trained through)"
+        rounds = config.griffin_lim_iterations
+        if rounds:
+            body += f", then {rounds} rounds of fast Griffin-Lim on the predicted magnitude" + (
+                " (trained through)" if rounds == trained_rounds else f" (trained through {trained_rounds}; more rounds at synthesis, a more consistent spectrum)"
+            )
         if config.upsample_rates:
             body = f"AMP stages upsampling ×{'·'.join(map(str, config.upsample_rates))}, then " + body
     else:
@@ -78,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate", type=Path, required=True, help="folder of real recordings the model never saw")
     parser.add_argument("--valid", type=Path, default=None, help="the recipe's held-out folder")
     parser.add_argument("--count", type=int, default=12, help="clips taken from --valid (default: %(default)s)")
+    parser.add_argument(
+        "--griffin-lim-iterations", type=int, metavar="N",
+        help="fast Griffin-Lim rounds the bundled model runs (default: as many as it was trained through)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     target = BUNDLED / args.name
@@ -85,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         shutil.copyfile(args.run / name, target / name)
     training = json.loads((args.run / "training.json").read_text())
+    trained_rounds = training["generator"].get("griffin_lim_iterations", 0)
+    if args.griffin_lim_iterations is not None:
+        config = GeneratorConfig.from_json(target / CONFIG_FILE)
+        config.replace(griffin_lim_iterations=args.griffin_lim_iterations).to_json(target / CONFIG_FILE)
     step, hours, validation = training_summary(args.run)
     opt = training["training"]
     model = from_pretrained(target)
@@ -110,7 +122,7 @@ Fish Fillets NG dialogue, telephony prompts, KDE words; {held_out.duration:.1f} 
 The default vocoder of snakeaudio: {model.sample_rate // 1000} kHz speech from {model.num_mels}-band log-mel spectrograms (hop {model.hop_length}), {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters.
 
 ## Model
-{architecture(model.config)}, with BigVGAN's mel features (n_fft {model.config.n_fft}, window {model.config.win_size},
+{architecture(model.config, trained_rounds)}, with BigVGAN's mel features (n_fft {model.config.n_fft}, window {model.config.win_size},
 fmin {model.config.fmin:g} Hz, fmax {model.config.fmax or model.sample_rate / 2:g} Hz). Weights: `model.safetensors`
 (weight norm folded); `config.json` uses BigVGAN's keys{" and snakeaudio's for the iSTFT head" if model.config.head == "istft" else ""}.
 

@@ -1,5 +1,9 @@
-"""STFT and inverse STFT as matrix products with framing and overlap-add: plain real-valued
-ops that export to ONNX, stream and chunk exactly; and fast Griffin-Lim iterations built on them.
+"""STFT and inverse STFT with framing and overlap-add, which stream and chunk exactly; and fast
+Griffin-Lim iterations built on them.
+
+Each transform has a reference as a matrix product of plain real-valued ops (``reference``,
+what ONNX export traces) and a fast path through ``torch.fft`` that ``forward`` takes for
+float32/float64 in eager mode, unless ``$SNAKEAUDIO_BACKEND`` is ``"reference"``.
 
 Frames are placed as :mod:`snakeaudio.dsp.mel` places them: frame ``f`` covers samples
 ``f·hop − (n_fft − hop)/2 … f·hop + (n_fft + hop)/2``, so ``F`` frames give ``F·hop`` samples
@@ -9,6 +13,7 @@ and a spectrum computed with the mel's framing inverts back to the signal it cam
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +21,10 @@ from torch import Tensor, nn
 from ..nn.functional import exporting
 
 __all__ = ["STFT", "InverseSTFT", "fast_griffin_lim", "inverse_dft_basis"]
+
+
+def _use_fft(dtype: torch.dtype) -> bool:
+    return dtype in (torch.float32, torch.float64) and not exporting() and os.environ.get("SNAKEAUDIO_BACKEND") != "reference"
 
 
 def inverse_dft_basis(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor]:
@@ -55,14 +64,25 @@ class STFT(nn.Module):
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
         basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2K, n_fft)
         self.register_buffer("basis", basis.float(), persistent=False)
+        self.register_buffer("window", window.float(), persistent=False)
 
-    def forward(self, wav: Tensor) -> tuple[Tensor, Tensor]:
+    def _frames(self, wav: Tensor) -> Tensor:
+        """Shape: (B, 1, T) -> (B, F, n_fft)."""
         pad = (self.n_fft - self.hop_length) // 2
         if not exporting() and wav.shape[-1] <= pad:  # a traced length is symbolic
             raise ValueError(f"the STFT's reflect padding needs more than {pad} samples, got {wav.shape[-1]}")
         x = wav[:, 0]
         x = torch.cat([x[:, 1 : pad + 1].flip(-1), x, x[:, -pad - 1 : -1].flip(-1)], dim=-1)  # reflect: (B, T + 2·pad)
-        frames = x.unfold(-1, self.n_fft, self.hop_length)  # (B, F, n_fft)
+        return x.unfold(-1, self.n_fft, self.hop_length)
+
+    def forward(self, wav: Tensor) -> tuple[Tensor, Tensor]:
+        if not _use_fft(wav.dtype):
+            return self.reference(wav)
+        spectrum = torch.fft.rfft(self._frames(wav) * self.window.to(wav.dtype), dim=-1).transpose(1, 2)  # (B, K, F) complex
+        return spectrum.real, spectrum.imag
+
+    def reference(self, wav: Tensor) -> tuple[Tensor, Tensor]:
+        frames = self._frames(wav)  # (B, F, n_fft)
         spectrum = torch.matmul(frames, self.basis.to(frames.dtype).t()).transpose(1, 2)  # (B, 2K, F)
         return spectrum.chunk(2, dim=1)
 
@@ -119,6 +139,7 @@ class InverseSTFT(nn.Module):
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
         real, imag = inverse_dft_basis(n_fft, window)
         self.register_buffer("basis", torch.cat([real, imag]).float(), persistent=False)  # (2K, n_fft)
+        self.register_buffer("window", window.float(), persistent=False)
         overlap = n_fft // hop_length
         self.register_buffer("window_power", window.pow(2).reshape(overlap, hop_length).float(), persistent=False)
 
@@ -130,11 +151,34 @@ class InverseSTFT(nn.Module):
             out = out + nn.functional.pad(pieces[:, r], (r, overlap - 1 - r))
         return out
 
-    def forward(self, real: Tensor, imag: Tensor) -> Tensor:
+    def _check(self, real: Tensor, imag: Tensor) -> None:
         if real.shape != imag.shape or real.dim() != 3 or real.shape[1] != self.n_fft // 2 + 1:
             raise ValueError(
                 f"expected real and imaginary parts shaped (B, {self.n_fft // 2 + 1}, F), got {tuple(real.shape)} and {tuple(imag.shape)}"
             )
+
+    def _crop(self, x: Tensor, frames: int) -> Tensor:
+        start = (self.n_fft - self.hop_length) // 2
+        return x[..., start : start + frames * self.hop_length]
+
+    def forward(self, real: Tensor, imag: Tensor) -> Tensor:
+        if not _use_fft(torch.promote_types(real.dtype, torch.float32)):
+            return self.reference(real, imag)
+        self._check(real, imag)
+        batch, frames = real.shape[0], real.shape[-1]
+        overlap, dtype = self.n_fft // self.hop_length, torch.promote_types(real.dtype, torch.float32)
+        spectrum = torch.complex(real.to(dtype), imag.to(dtype)).transpose(1, 2)  # (B, F, K)
+        # The one-sided inverse DFT ignores the imaginary parts of the DC and Nyquist bins, as the reference's basis does.
+        pieces = (torch.fft.irfft(spectrum, n=self.n_fft, dim=-1) * self.window.to(dtype)).reshape(batch, frames, overlap, -1)
+        out = pieces.new_zeros(batch, frames + overlap - 1, self.hop_length)
+        envelope = pieces.new_zeros(frames + overlap - 1, self.hop_length)
+        for r in range(overlap):  # frame f's piece r lands on output block f + r
+            out[:, r : r + frames] += pieces[:, :, r]
+            envelope[r : r + frames] += self.window_power[r].to(dtype)
+        return self._crop((out / envelope.clamp(min=1e-8)).reshape(batch, 1, -1), frames)
+
+    def reference(self, real: Tensor, imag: Tensor) -> Tensor:
+        self._check(real, imag)
         batch, frames = real.shape[0], real.shape[-1]
         overlap = self.n_fft // self.hop_length
         dtype = torch.promote_types(real.dtype, torch.float32)  # half-precision inputs are summed in float32
@@ -144,9 +188,7 @@ class InverseSTFT(nn.Module):
         ones = real.new_ones(1, 1, 1, frames)
         envelope = self._overlap_add(self.window_power.to(dtype)[None, :, :, None] * ones)  # (1, hop, F + R − 1)
         x = x / envelope.clamp(min=1e-8)
-        x = x.transpose(1, 2).reshape(batch, 1, -1)  # (B, hop, F + R − 1) -> (B, 1, (F + R − 1)·hop)
-        start = (self.n_fft - self.hop_length) // 2
-        return x[..., start : start + frames * self.hop_length]
+        return self._crop(x.transpose(1, 2).reshape(batch, 1, -1), frames)  # (B, hop, F + R − 1) -> (B, 1, (F + R − 1)·hop)
 
     def extra_repr(self) -> str:
         return f"n_fft={self.n_fft}, hop_length={self.hop_length}"

@@ -1,7 +1,7 @@
 """Pitch and periodicity agreement between a reference and an estimate, via librosa's pYIN.
 
 pYIN decodes its pitch track on a grid of 0.1 semitone (10 cents), so the raw tracks could
-only differ by multiples of 10 cents. :func:`pitch_metrics` therefore keeps pYIN's voicing and
+only differ by multiples of 10 cents. :func:`pitch_track` therefore keeps pYIN's voicing and
 octave decisions but reads each voiced frame's f0 off the YIN trough that pYIN rounded to its
 grid (the cumulative mean normalised difference, parabolically interpolated, as pYIN computes
 it): a continuous estimate, so that errors of a few cents are measured rather than rounded.
@@ -15,7 +15,7 @@ import librosa
 import numpy as np
 from torch import Tensor
 
-__all__ = ["PitchMetrics", "pitch_metrics"]
+__all__ = ["PitchMetrics", "PitchTrack", "compare_pitch", "pitch_metrics", "pitch_track"]
 
 PYIN_RESOLUTION = 0.1
 """pYIN's pitch grid in semitones (librosa's default)."""
@@ -97,27 +97,32 @@ def _refine_f0(
     return refined
 
 
-def pitch_metrics(
-    reference: Tensor | np.ndarray, estimate: Tensor | np.ndarray, sample_rate: int, fmin: float = 50.0, fmax: float = 1000.0
-) -> PitchMetrics:
-    """Compare the pitch tracks of two mono signals of (about) the same length.
+@dataclass(frozen=True)
+class PitchTrack:
+    """pYIN's analysis of one signal: refined f0 (Hz, NaN where unvoiced), voiced flags and
+    voicing probabilities, one value per frame (:func:`pitch_track`)."""
 
-    pYIN (frames of four periods of ``fmin``, hop a quarter frame) decides voicing and the f0
-    track; each voiced f0 is then refined off pYIN's 10-cent grid (see the module docstring).
+    f0: np.ndarray
+    voiced: np.ndarray
+    probability: np.ndarray
 
-    >>> t = np.arange(16000) / 16000
-    >>> m = pitch_metrics(np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 202 * t), 16000, 100, 400)
-    >>> round(m.cents_error, 1), m.vuv_f1 > 0.9  # 1200 · log2(202 / 200) = 17.2 cents
-    (17.2, True)
+
+def pitch_track(wav: Tensor | np.ndarray, sample_rate: int, fmin: float = 50.0, fmax: float = 1000.0) -> PitchTrack:
+    """pYIN (frames of four periods of ``fmin``, hop a quarter frame) decides voicing and the
+    f0 track; each voiced f0 is then refined off pYIN's 10-cent grid (see the module docstring).
     """
-    ref, est = _as_numpy(reference), _as_numpy(estimate)
-    n = min(len(ref), len(est))
+    samples = _as_numpy(wav)
     frame = int(2 ** np.ceil(np.log2(4 * sample_rate / fmin)))  # four periods of the lowest pitch
     kwargs = dict(fmin=fmin, fmax=fmax, sr=sample_rate, frame_length=frame, hop_length=frame // 4, resolution=PYIN_RESOLUTION)
-    f0_r, voiced_r, prob_r = librosa.pyin(ref[:n], **kwargs)
-    f0_e, voiced_e, prob_e = librosa.pyin(est[:n], **kwargs)
-    f0_r = _refine_f0(ref[:n], f0_r, voiced_r, sample_rate, fmin, fmax, frame, frame // 4)
-    f0_e = _refine_f0(est[:n], f0_e, voiced_e, sample_rate, fmin, fmax, frame, frame // 4)
+    f0, voiced, probability = librosa.pyin(samples, **kwargs)
+    return PitchTrack(_refine_f0(samples, f0, voiced, sample_rate, fmin, fmax, frame, frame // 4), voiced, probability)
+
+
+def compare_pitch(reference: PitchTrack, estimate: PitchTrack) -> PitchMetrics:
+    """The metrics of two tracks analysed with the same settings (the shorter one's frames)."""
+    n = min(len(reference.f0), len(estimate.f0))
+    f0_r, voiced_r, prob_r = reference.f0[:n], reference.voiced[:n], reference.probability[:n]
+    f0_e, voiced_e, prob_e = estimate.f0[:n], estimate.voiced[:n], estimate.probability[:n]
     both = voiced_r & voiced_e
     cents = np.abs(1200 * np.log2(f0_e[both] / f0_r[both]))  # (frames voiced in both,)
     median, p90 = (float(np.median(cents)), float(np.percentile(cents, 90))) if both.any() else (float("nan"),) * 2
@@ -127,3 +132,18 @@ def pitch_metrics(
     recall = true_positive / max(float(voiced_r.sum()), 1.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return PitchMetrics(cents_error=median, cents_error_p90=p90, periodicity_error=periodicity, vuv_f1=f1)
+
+
+def pitch_metrics(
+    reference: Tensor | np.ndarray, estimate: Tensor | np.ndarray, sample_rate: int, fmin: float = 50.0, fmax: float = 1000.0
+) -> PitchMetrics:
+    """Compare the pitch tracks (:func:`pitch_track`) of two mono signals of (about) the same length.
+
+    >>> t = np.arange(16000) / 16000
+    >>> m = pitch_metrics(np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 202 * t), 16000, 100, 400)
+    >>> round(m.cents_error, 1), m.vuv_f1 > 0.9  # 1200 · log2(202 / 200) = 17.2 cents
+    (17.2, True)
+    """
+    ref, est = _as_numpy(reference), _as_numpy(estimate)
+    n = min(len(ref), len(est))
+    return compare_pitch(pitch_track(ref[:n], sample_rate, fmin, fmax), pitch_track(est[:n], sample_rate, fmin, fmax))

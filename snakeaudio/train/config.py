@@ -102,6 +102,7 @@ class OptimConfig:
     log_every: int = 50
     num_workers: int = 0
     seed: int = 1234
+    snake_init: str | None = None  # "standard" | "periodic": α of every Snake drawn by init_snake_ when a run starts from scratch
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "discriminators", tuple(self.discriminators))
@@ -110,6 +111,8 @@ class OptimConfig:
             raise ValueError(f"discriminators must be a non-empty subset of {', '.join(DISCRIMINATORS)}, got {list(self.discriminators)}")
         if self.mel_loss not in ("single", "multiscale"):
             raise ValueError(f"mel_loss must be 'single' or 'multiscale', got {self.mel_loss!r}")
+        if self.snake_init not in (None, "standard", "periodic"):
+            raise ValueError(f"snake_init must be 'standard', 'periodic' or null, got {self.snake_init!r}")
         if self.gan_loss not in ("lsgan", "hinge"):
             raise ValueError(f"gan_loss must be 'lsgan' or 'hinge', got {self.gan_loss!r}")
         if self.lambda_stft < 0 or self.lambda_phase < 0:

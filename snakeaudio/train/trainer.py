@@ -45,7 +45,7 @@ from ..models.discriminators import (
     MultiScaleSubbandCQTDiscriminator,
 )
 from ..models.generator import Generator
-from ..nn.activations import Snake, SnakeBeta
+from ..nn.activations import Snake, SnakeBeta, init_snake_
 from .config import TrainConfig
 from .data import AudioDataset, MelAudioDataset, PeriodicToneDataset, ToneSpec
 from .losses import (
@@ -303,8 +303,9 @@ class Trainer:
             raise FileNotFoundError(f"{checkpoint} has no discriminator.safetensors")
 
     def _start(self, init_from: str | Path | None) -> None:
-        """Resume the newest checkpoint, else initialise from ``init_from`` when given. Rank 0
-        decides for every rank: replicas that started differently would drift apart."""
+        """Resume the newest checkpoint, else initialise from ``init_from`` when given, else draw
+        Snake α as the config's ``snake_init`` says. Rank 0 decides for every rank: replicas that
+        started differently would drift apart."""
         checkpoint = None
         if self.dist.main:
             for leftover in (self.output / "checkpoints").glob(".step_*"):  # from a run killed mid-write
@@ -320,6 +321,8 @@ class Trainer:
                 log.info("%s not used: %s resumes from its own checkpoint", init_from, self.output)
         elif init_from is not None:
             self.initialize_from(init_from)
+        elif self.config.training.snake_init:
+            init_snake_(self.generator, self.config.training.snake_init)
 
     def _resume(self, checkpoint: Path) -> None:
         device = str(self.device)
@@ -329,12 +332,25 @@ class Trainer:
         for obj, key in ((self.opt_g, "opt_g"), (self.opt_d, "opt_d"), (self.sched_g, "sched_g"), (self.sched_d, "sched_d")):
             obj.load_state_dict(state[key])
         self.step = int(state["step"])
+        self._apply_learning_rate()
         torch.set_rng_state(state["rng"].cpu())
         self._truncate_metrics()
         log.info("resumed from %s at step %d", checkpoint, self.step)
         changes = _config_changes(state["config"], self.config.to_dict()) if "config" in state else []
         if changes and self.dist.main:
             log.warning("the config differs from the one %s was trained with: %s", checkpoint.name, "; ".join(changes))
+
+    def _apply_learning_rate(self) -> None:
+        """The config's schedule at the current step, ``learning_rate · lr_decay^step``: a
+        resumed run follows its config's learning rate, as a fresh run would at this step."""
+        opt = self.config.training
+        lr = opt.learning_rate * opt.lr_decay**self.step
+        for optimizer, scheduler in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
+            scheduler.gamma = opt.lr_decay
+            scheduler.base_lrs = [opt.learning_rate] * len(optimizer.param_groups)
+            for group in optimizer.param_groups:
+                group["initial_lr"], group["lr"] = opt.learning_rate, lr
+            scheduler._last_lr = [lr] * len(optimizer.param_groups)
 
     def _truncate_metrics(self) -> None:
         """Drop the records of steps after the checkpoint being resumed: they will be redone."""
