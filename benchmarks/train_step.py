@@ -8,7 +8,7 @@ fresh subprocess per variant (growth of the peak RSS during the step, with large
 returned to the system when freed).
 
 Run: python benchmarks/train_step.py [--steps 5] [--preset small_24khz_100band]
-     python benchmarks/train_step.py --config recipes/tones/config.json   # a recipe's generator and batch
+     python benchmarks/train_step.py --config recipes/tones/config_waveform.json   # a recipe's generator and batch
 
 The default is the ``speech_small`` generator with batch 4 × 8192 samples and MPD + MRD at
 half width; ``--config`` takes the generator and training settings of a recipe instead (the

@@ -1,6 +1,6 @@
 """Bundle a speech_small run as a package model: weights, config and a model card with measured metrics.
 
-    python recipes/speech_small/bundle.py runs/speech_small --evaluate tests/data/audio --valid data/speech_small/valid
+    python recipes/speech_small/bundle.py runs/speech_small --evaluate tests/data/audio --valid data/speech_small/valid --griffin-lim-iterations 8
 
 Copies the run's generator (``config.json``, ``model.safetensors``) to
 ``snakeaudio/pretrained/<name>/`` and writes its ``README.md``: architecture, training data,

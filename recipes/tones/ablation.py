@@ -287,9 +287,10 @@ def mean_sd(values: list[float], fmt: str) -> str:
     return text + (f" ± {fmt.format(np.std(finite, ddof=1)).lstrip('+')}" if len(finite) > 1 else "")
 
 
-def separations(summary: dict, bands: Sequence[str]) -> list[str]:
-    """Per band and metric, the pairs of variants whose seeds' ranges do not overlap, better one first."""
-    lines = []
+def separations(summary: dict, bands: Sequence[str]) -> tuple[list[str], int]:
+    """Per band and metric, the pairs of variants whose seeds' ranges do not overlap, better one
+    first; and how many pairs were compared."""
+    lines, compared = [], 0
     for band, key in itertools.product(bands, METRICS):
         title, _, lower_better = METRICS[key]
         pairs = []
@@ -297,12 +298,19 @@ def separations(summary: dict, bands: Sequence[str]) -> list[str]:
             va, vb = (np.array([v for v in summary[n][band][key] if math.isfinite(v)]) for n in (a, b))
             if len(va) < 2 or len(vb) < 2:
                 continue
+            compared += 1
             if va.max() < vb.min() or vb.max() < va.min():
                 better, worse = (a, b) if (va.mean() < vb.mean()) == lower_better else (b, a)
                 pairs.append(f"{better} > {worse}")
         if pairs:
             lines.append(f"- {band}, {title}: " + "; ".join(pairs))
-    return lines
+    return lines, compared
+
+
+def chance_of_separation(seeds: int) -> float:
+    """The probability that two sets of ``seeds`` values from one distribution have disjoint
+    ranges: 2 of the C(2s, s) equally likely orderings put one set wholly below the other."""
+    return 2 / math.comb(2 * seeds, seeds)
 
 
 def format_table(summary: dict, steps: dict[str, int], times: dict[str, float], bands: Sequence[str]) -> str:
@@ -411,15 +419,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [r.name for r in references]
     times = {name: float(np.mean([r["wall_time_s"] for r in results[name]])) for name in args.variants}
     table = format_table(summary, steps, times, names)
-    separated = separations({n: s for n, s in summary.items() if n != "untrained"}, names)
+    separated, compared = separations({n: s for n, s in summary.items() if n != "untrained"}, names)
     header = (
         f"Copy-synthesis of {args.clips} held-out single-note tones of {args.seconds:g} s per band (seed {args.seed}), 4 steady "
         f"sawtooth probes per band{' and the music clips of ' + str(args.music) if args.music else ''}; trained on f0 "
         f"{train_config.data.f0_min:g}–{train_config.data.f0_max:g} Hz for {args.budget:g} CPU-seconds per run "
         f"(train time: wall time, mean over seeds); mean ± standard deviation over {args.seeds} seed(s).\n\n"
     )
-    footer = "\n\nDifferences larger than the spread (the seeds' ranges do not overlap; `a > b`: a is better):\n\n" + (
-        "\n".join(separated) or "- none"
+    chance = chance_of_separation(args.seeds)
+    footer = "\n\nOne seed per variant: no spread, so no difference is claimed." if args.seeds < 2 else (
+        f"\n\nDifferences larger than the spread (the seeds' ranges do not overlap; `a > b`: a is better): "
+        f"{sum(line.count(' > ') for line in separated)} of {compared} pairs compared. Variants that did not differ at all "
+        f"would give disjoint ranges in {chance:.0%} of comparisons with {args.seeds} seeds each, "
+        f"about {chance * compared:.0f} here by chance.\n\n" + ("\n".join(separated) or "- none")
     )
     (args.output / "results.md").write_text(header + table + footer + "\n")
     (args.output / "results.json").write_text(json.dumps({
