@@ -3,7 +3,8 @@ Griffin-Lim iterations built on them.
 
 Each transform has a reference as a matrix product of plain real-valued ops (``reference``,
 what ONNX export traces) and a fast path through ``torch.fft`` that ``forward`` takes for
-float32/float64 in eager mode, unless ``$SNAKEAUDIO_BACKEND`` is ``"reference"``.
+float32/float64 in eager mode, unless the transform was built with ``backend="reference"``
+(``None``, the default, reads ``$SNAKEAUDIO_BACKEND`` as :class:`~snakeaudio.nn.AntiAliasedActivation1d` does).
 
 Frames are placed as :mod:`snakeaudio.dsp.mel` places them: frame ``f`` covers samples
 ``f·hop − (n_fft − hop)/2 … f·hop + (n_fft + hop)/2``, so ``F`` frames give ``F·hop`` samples
@@ -13,18 +14,18 @@ and a spectrum computed with the mel's framing inverts back to the signal it cam
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch import Tensor, nn
 
+from ..nn._common import backend_setting
 from ..nn.functional import exporting
 
 __all__ = ["STFT", "InverseSTFT", "fast_griffin_lim", "inverse_dft_basis"]
 
 
-def _use_fft(dtype: torch.dtype) -> bool:
-    return dtype in (torch.float32, torch.float64) and not exporting() and os.environ.get("SNAKEAUDIO_BACKEND") != "reference"
+def _use_fft(dtype: torch.dtype, backend: str) -> bool:
+    return dtype in (torch.float32, torch.float64) and not exporting() and backend != "reference"
 
 
 def inverse_dft_basis(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor]:
@@ -47,8 +48,9 @@ def inverse_dft_basis(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor]:
 
 class STFT(nn.Module):
     """One-sided STFT with a periodic Hann window and the mel's framing (reflect padding of
-    (n_fft − hop_length) / 2 on each side, no centring), as a matrix product: the analysis
-    that :class:`InverseSTFT` inverts.
+    (n_fft − hop_length) / 2 on each side, no centring): the analysis that :class:`InverseSTFT`
+    inverts. ``backend="reference"`` keeps to the matrix product; ``None`` reads
+    ``$SNAKEAUDIO_BACKEND`` (see the module docstring).
 
     Shape: (B, 1, F · hop_length) -> real, imag (B, n_fft // 2 + 1, F).
 
@@ -56,9 +58,9 @@ class STFT(nn.Module):
     torch.Size([2, 9, 5])
     """
 
-    def __init__(self, n_fft: int, hop_length: int) -> None:
+    def __init__(self, n_fft: int, hop_length: int, backend: str | None = None) -> None:
         super().__init__()
-        self.n_fft, self.hop_length = n_fft, hop_length
+        self.n_fft, self.hop_length, self.backend = n_fft, hop_length, backend_setting(backend)
         n = torch.arange(n_fft, dtype=torch.float64)
         angle = 2 * math.pi * torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None] * n / n_fft
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
@@ -76,7 +78,7 @@ class STFT(nn.Module):
         return x.unfold(-1, self.n_fft, self.hop_length)
 
     def forward(self, wav: Tensor) -> tuple[Tensor, Tensor]:
-        if not _use_fft(wav.dtype):
+        if not _use_fft(wav.dtype, self.backend):
             return self.reference(wav)
         spectrum = torch.fft.rfft(self._frames(wav) * self.window.to(wav.dtype), dim=-1).transpose(1, 2)  # (B, K, F) complex
         return spectrum.real, spectrum.imag
@@ -97,7 +99,7 @@ def fast_griffin_lim(
     2013) from the spectrum ``real + i·imag``: each round keeps the STFT's phase of the
     current waveform and puts back ``magnitude``, with momentum. Differentiable (no angle of
     zero is ever taken), and each round reaches only a few frames further, so the result
-    streams and chunks exactly.
+    streams and chunks to float rounding, which each round amplifies a little.
 
     Shape: magnitude, real, imag (B, K, F) -> (B, 1, F · hop_length).
     """
@@ -120,6 +122,7 @@ class InverseSTFT(nn.Module):
         n_fft: frame length; a multiple of ``hop_length``, at least twice it (a Hann window
             needs overlap to cover every sample), with ``n_fft − hop_length`` even.
         hop_length: samples between frames.
+        backend: ``"reference"`` keeps to the matrix product; ``None`` reads ``$SNAKEAUDIO_BACKEND``.
 
     Shape: real, imag (B, n_fft // 2 + 1, F) -> (B, 1, F · hop_length).
 
@@ -128,14 +131,14 @@ class InverseSTFT(nn.Module):
     torch.Size([2, 1, 20])
     """
 
-    def __init__(self, n_fft: int, hop_length: int) -> None:
+    def __init__(self, n_fft: int, hop_length: int, backend: str | None = None) -> None:
         super().__init__()
         if hop_length < 1 or n_fft % hop_length or n_fft < 2 * hop_length or (n_fft - hop_length) % 2:
             raise ValueError(
                 "n_fft must be a multiple of hop_length, at least twice it, with an even difference (Hann windows "
                 f"overlap-add to a constant only then), got n_fft={n_fft}, hop_length={hop_length}"
             )
-        self.n_fft, self.hop_length = n_fft, hop_length
+        self.n_fft, self.hop_length, self.backend = n_fft, hop_length, backend_setting(backend)
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
         real, imag = inverse_dft_basis(n_fft, window)
         self.register_buffer("basis", torch.cat([real, imag]).float(), persistent=False)  # (2K, n_fft)
@@ -162,11 +165,11 @@ class InverseSTFT(nn.Module):
         return x[..., start : start + frames * self.hop_length]
 
     def forward(self, real: Tensor, imag: Tensor) -> Tensor:
-        if not _use_fft(torch.promote_types(real.dtype, torch.float32)):
+        dtype = torch.promote_types(real.dtype, torch.float32)  # half-precision inputs are summed in float32
+        if not _use_fft(dtype, self.backend):
             return self.reference(real, imag)
         self._check(real, imag)
-        batch, frames = real.shape[0], real.shape[-1]
-        overlap, dtype = self.n_fft // self.hop_length, torch.promote_types(real.dtype, torch.float32)
+        batch, frames, overlap = real.shape[0], real.shape[-1], self.n_fft // self.hop_length
         spectrum = torch.complex(real.to(dtype), imag.to(dtype)).transpose(1, 2)  # (B, F, K)
         # The one-sided inverse DFT ignores the imaginary parts of the DC and Nyquist bins, as the reference's basis does.
         pieces = (torch.fft.irfft(spectrum, n=self.n_fft, dim=-1) * self.window.to(dtype)).reshape(batch, frames, overlap, -1)

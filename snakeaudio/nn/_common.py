@@ -3,12 +3,14 @@
 Both compute half-precision inputs in float32 (:func:`compute_dtype`), hand the fused kernels
 α and 1/β (or 1/α) prepared alike (:func:`prepared_parameters`), and fall back on the same
 plain-torch formula (:func:`snake_plain`) when exporting or on the reference path; their
-fused kernels are custom ops that eager code calls directly (:class:`EagerCustomOp`).
-Imports torch alone.
+fused kernels are custom ops that eager code calls directly (:class:`EagerCustomOp`). The
+backend setting (:func:`backend_setting`) is read alike by the anti-aliased activation and the
+STFTs of :mod:`snakeaudio.dsp.istft`. Imports torch alone.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +18,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "TINY_ALPHA", "TINY_BETA", "EagerCustomOp", "compute_dtype", "eager_custom_op", "prepared_parameters", "snake_plain",
+    "BACKENDS", "TINY_ALPHA", "TINY_BETA", "EagerCustomOp", "backend_setting", "compute_dtype", "eager_custom_op",
+    "prepared_parameters", "snake_plain",
 ]  # fmt: skip
+
+BACKENDS = ("auto", "reference", "cpu", "triton")
+"""Values of ``backend=`` and ``$SNAKEAUDIO_BACKEND``: ``"auto"`` (the fused path for the
+input's device where there is one), ``"reference"`` (plain torch always), ``"cpu"`` or
+``"triton"`` (that fused path, or an error saying why it cannot run an input)."""
 
 TINY_ALPHA = 1e-20
 """|α| below this is replaced by ±TINY_ALPHA: sin²(αx)/α ≈ αx² is then far below float32
@@ -25,6 +33,16 @@ resolution of x, so the result is the identity limit, finite with its gradients.
 
 TINY_BETA = 1e-9
 """SnakeBeta divides by β; keep it at least this far from zero (BigVGAN adds 1e-9)."""
+
+
+def backend_setting(backend: str | None) -> str:
+    """``backend``, else ``$SNAKEAUDIO_BACKEND``, else ``"auto"``; checked against :data:`BACKENDS`."""
+    source = "backend"
+    if backend is None:
+        backend, source = os.environ.get("SNAKEAUDIO_BACKEND") or "auto", "SNAKEAUDIO_BACKEND"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown {source} {backend!r}; expected one of {', '.join(BACKENDS)}")
+    return backend
 
 
 def _away_from_zero(p: Tensor, tiny: float) -> Tensor:

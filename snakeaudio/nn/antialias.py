@@ -17,23 +17,16 @@ float32 rounding.
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor, nn
 
 from ..dsp.filters import DownSample1d, UpSample1d
 from ..kernels.cpu import aa_snake_backward_cpu, aa_snake_forward_cpu, cpu_kernels_available
-from ._common import compute_dtype, eager_custom_op, prepared_parameters, snake_plain
+from ._common import BACKENDS, backend_setting, compute_dtype, eager_custom_op, prepared_parameters, snake_plain
 from .activations import Snake, SnakeBeta
 from .functional import exporting
 
 __all__ = ["AntiAliasedActivation1d", "polyphase_upsample_taps", "BACKENDS"]
-
-BACKENDS = ("auto", "reference", "cpu", "triton")
-"""Values of ``backend=`` and ``$SNAKEAUDIO_BACKEND``: ``"auto"`` (the fused path for the
-input's device where there is one), ``"reference"`` (plain torch always), ``"cpu"`` or
-``"triton"`` (that fused path, or an error saying why it cannot run an input)."""
 
 # Storage dtypes the fused kernels take (they compute in float32).
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -151,16 +144,6 @@ class _AntiAliasedSnakeFunction(torch.autograd.Function):
         return grad_x.to(x.dtype), grad_alpha.to(alpha.dtype), grad_beta, None, None, None, None, None, None
 
 
-def _backend_setting(backend: str | None) -> str:
-    """``backend``, else ``$SNAKEAUDIO_BACKEND``, else ``"auto"``; checked against :data:`BACKENDS`."""
-    source = "backend"
-    if backend is None:
-        backend, source = os.environ.get("SNAKEAUDIO_BACKEND") or "auto", "SNAKEAUDIO_BACKEND"
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown {source} {backend!r}; expected one of {', '.join(BACKENDS)}")
-    return backend
-
-
 def _triton_available() -> bool:
     from ..kernels.triton_antialias import triton_available
 
@@ -204,7 +187,7 @@ class AntiAliasedActivation1d(nn.Module):
     ) -> None:
         super().__init__()
         self._prepared: tuple | None = None
-        self.backend = _backend_setting(backend)
+        self.backend = backend_setting(backend)
         self.act = activation
         self.upsample = UpSample1d(up_ratio, up_kernel_size)
         self.downsample = DownSample1d(down_ratio, down_kernel_size)
