@@ -41,6 +41,7 @@ import snakeaudio
 from snakeaudio.dsp.comb import hop_comb_db
 from snakeaudio.dsp.io import audio_files, read_audio
 from snakeaudio.dsp.pitch import PitchTrack, compare_pitch, pitch_track
+from snakeaudio.dsp.quality import log_mel_l1
 from snakeaudio.inference.scores import PITCH_FMAX, PITCH_FMIN
 from snakeaudio.models.generator import Generator
 from snakeaudio.train import TrainConfig
@@ -248,13 +249,12 @@ def evaluate(synthesize: Callable[[torch.Tensor], torch.Tensor], mel: Callable[[
     with torch.inference_mode():
         for clip in reference.clips:
             out = synthesize(clip.wav)[..., : clip.wav.shape[-1]]  # (1, 1, T) -> (1, 1, ≤T)
-            wav = clip.wav[..., : out.shape[-1]]
             pitch = compare_pitch(clip.track, pitch_track(out, sample_rate, *reference.pitch_range))
             scores["cents"].append(pitch.cents_error)
             scores["cents_p90"].append(pitch.cents_error_p90)
             scores["vuv_f1"].append(pitch.vuv_f1)
             scores["hop_comb"].append(hop_comb_db(out, sample_rate, hop) - clip.hop_comb)
-            scores["mel_l1"].append(float((mel(out) - mel(wav)).abs().mean()))
+            scores["mel_l1"].append(log_mel_l1(clip.wav, out, mel))
         for probe in reference.probes:
             scores["inharmonic"].append(inharmonic_db(synthesize(probe.wav), probe.f0, sample_rate))
     return {key: float(np.nanmean(values)) if np.isfinite(values).any() else math.nan for key, values in scores.items()}
