@@ -7,8 +7,10 @@ Each MODEL is a bundled name, a vocoder folder (``config.json`` + ``model.safete
 training checkpoint folder (``generator.safetensors``, with the run's ``config.json`` beside or
 above it); ``MODEL=LABEL`` names its row. The clips are every file under ``--clips`` plus
 ``--count`` files spread evenly over ``--valid`` (sorted by name, so the choice is fixed).
-Griffin-Lim is scored once, on the first model's features. Prints one Markdown table of the
-means over clips, and with ``--json`` writes every score.
+Griffin-Lim is scored once, on the first model's features. ``--griffin-lim-iterations N ...``
+scores every model once per count of fast Griffin-Lim rounds at synthesis (an iSTFT-headed
+model; the weights do not change). Prints one Markdown table of the means over clips, and with
+``--json`` writes every score.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ def load(spec: str) -> tuple[str, Generator]:
     return label or folder.name, model
 
 
+def with_rounds(model: Generator, rounds: int) -> Generator:
+    """The same weights, synthesising with ``rounds`` fast Griffin-Lim rounds."""
+    variant = Generator(model.config.replace(griffin_lim_iterations=rounds)).prepare_for_inference()
+    variant.load_state_dict(model.state_dict())
+    return variant.eval()
+
+
 def clips(folders: list[Path], valid: Path | None, count: int) -> list[Path]:
     files = [f for folder in folders for f in audio_files(folder)]
     if valid is not None and count:
@@ -58,12 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid", type=Path, default=None, help="the recipe's held-out folder")
     parser.add_argument("--count", type=int, default=12, help="clips taken from --valid (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--griffin-lim-iterations", type=int, nargs="+", metavar="N", help="rounds at synthesis to score each model with")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     files = clips(args.clips, args.valid, args.count)
+    models = [load(spec) for spec in args.models]
+    if args.griffin_lim_iterations:
+        models = [(f"{label}, {n} rounds", with_rounds(model, n)) for label, model in models for n in args.griffin_lim_iterations]
     rows, everything = {}, {}
-    for i, spec in enumerate(args.models):
-        label, model = load(spec)
+    for i, (label, model) in enumerate(models):
         report = evaluate(model, files, griffin_lim_baseline=i == 0, progress=True)
         means = report.means()
         rows[label] = means["vocoder"]
