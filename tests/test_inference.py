@@ -1,4 +1,5 @@
 import copy
+import functools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from snakeaudio.dsp import read_audio, read_mel, write_wav
 from snakeaudio.inference import (
     Synthesized,
+    chunked,
     copy_synthesize,
     plan_jobs,
     receptive_field,
@@ -73,6 +75,31 @@ def test_receptive_field_of_any_copy(generator):
     training = copy.deepcopy(generator).train().requires_grad_(True)
     assert receptive_field(training) == field
     assert training.training and all(p.grad is None for p in training.parameters())
+
+
+def test_measurements_are_kept_on_disk_for_the_next_process(generator, tmp_path, monkeypatch):
+    """A new generator object with the same weights reads its receptive field and stage
+    supports from the cache folder; other weights, or an unreadable file, are measured again."""
+    monkeypatch.setenv("SNAKEAUDIO_CACHE", str(tmp_path))
+    field, supports = receptive_field(copy.deepcopy(generator)), streaming._supports(copy.deepcopy(generator))
+    files = sorted((tmp_path / "measured").glob("*.json"))
+    assert len(files) == 2
+    measured = []
+    for module in (chunked, streaming):
+        original = module._measure
+        monkeypatch.setattr(module, "_measure", functools.wraps(original)(lambda g, f=original: measured.append(1) or f(g)))
+    assert receptive_field(copy.deepcopy(generator)) == field
+    assert streaming._supports(copy.deepcopy(generator)) == supports
+    assert measured == []
+    other = copy.deepcopy(generator)
+    with torch.no_grad():
+        other.conv_pre.weight.mul_(2)
+    assert receptive_field(other) == field and measured == [1]
+    for file in files:
+        file.write_text("[1, 2")
+    assert receptive_field(copy.deepcopy(generator)) == field
+    assert streaming._supports(copy.deepcopy(generator)) == supports
+    assert measured == [1, 1, 1]
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 50])

@@ -4,17 +4,33 @@ A generator's output sample depends on a finite window of mel frames (its recept
 field). Synthesising a chunk together with that many context frames on each side and
 keeping only the chunk's own samples therefore reproduces whole-input synthesis, up to
 float rounding: there are no seams to cross-fade.
+
+Measurements (the receptive field here, the stage supports of
+:mod:`~snakeaudio.inference.streaming`) are kept per generator in memory and on disk, under
+``measured/`` in snakeaudio's cache folder (``$SNAKEAUDIO_CACHE``, else ``~/.cache/snakeaudio``),
+keyed by a digest of the generator's structure, configuration, weights and buffers and of
+snakeaudio's and torch's code: a fresh process vocoding a long input with a model measured
+before skips the measurement.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
 import weakref
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+from ..dsp.io import atomic_write
+from ..kernels.cpu import cache_root
 
 __all__ = ["has_state", "measure_once", "receptive_field", "synthesize_chunked"]
 
@@ -22,6 +38,12 @@ T = TypeVar("T")
 
 
 _FIELDS: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+
+
+def _field(stored: Any) -> int:
+    if type(stored) is not int or stored < 0:
+        raise ValueError(f"not a receptive field: {stored!r}")
+    return stored
 
 
 _MAX_FIELD = 4096  # frames: beyond this the generator is not a finite-context convolutional network
@@ -64,29 +86,69 @@ def _measure(generator: nn.Module) -> int:
             frames *= 2  # the field reached the edges: measure on a longer input
 
 
-def measure_once(cache: weakref.WeakKeyDictionary, generator: nn.Module, measure: Callable[[nn.Module], T]) -> T:
-    """``measure(generator)``, cached per generator in ``cache``: in eval mode (a
-    training-mode generator is switched back afterwards), and on a float32 CPU copy when
-    the generator lives on another device or in another dtype. ``measure`` may
-    back-propagate to its probe inputs, so tensors made under inference mode are refused.
+@functools.cache
+def _code_digest() -> bytes:
+    """A digest of snakeaudio's Python sources and torch's version: what computes a measurement."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for source in sorted(Path(__file__).parents[1].rglob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.digest()
+
+
+def fingerprint(generator: nn.Module) -> str:
+    """A digest of everything a measurement of ``generator`` depends on: the code that runs
+    it, its structure, its configuration and every parameter and buffer (names, dtypes,
+    shapes and bytes)."""
+    digest = hashlib.sha256(_code_digest())
+    digest.update(f"{generator!r}\n{getattr(generator, 'config', None)!r}".encode())
+    for name, tensor in itertools.chain(generator.named_parameters(), generator.named_buffers()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def measure_once(
+    cache: weakref.WeakKeyDictionary, generator: nn.Module, measure: Callable[[nn.Module], T], decode: Callable[[Any], T]
+) -> T:
+    """``measure(generator)``, cached per generator in ``cache`` and on disk (see the module
+    docstring; ``decode`` turns the stored JSON back into a measurement and raises
+    ``ValueError`` or ``TypeError`` on anything else, which is then measured afresh).
+    Measured in eval mode (a training-mode generator is switched back afterwards), and on a
+    float32 CPU copy when the generator lives on another device or in another dtype.
+    ``measure`` may back-propagate to its probe inputs, so tensors made under inference
+    mode are refused.
     """
-    if generator not in cache:
-        if any(t.is_inference() for t in (*generator.parameters(), *generator.buffers())):
-            raise ValueError(
-                "the generator's tensors were created under torch.inference_mode(), which rules out the backprop "
-                "that measures its receptive field and stage supports; create or load it outside inference mode (no_grad is fine)"
-            )
-        first = next(generator.parameters(), None)
-        if first is None or (first.device.type == "cpu" and first.dtype == torch.float32):
-            was_training = generator.training
-            generator.eval()
-            try:
-                cache[generator] = measure(generator)
-            finally:
-                generator.train(was_training)
-        else:
-            cache[generator] = measure(copy.deepcopy(generator).to(device="cpu", dtype=torch.float32).eval())
-    return cache[generator]
+    if generator in cache:
+        return cache[generator]
+    if any(t.is_inference() for t in (*generator.parameters(), *generator.buffers())):
+        raise ValueError(
+            "the generator's tensors were created under torch.inference_mode(), which rules out the backprop "
+            "that measures its receptive field and stage supports; create or load it outside inference mode (no_grad is fine)"
+        )
+    path = cache_root() / "measured" / f"{measure.__module__}.{measure.__qualname__}-{fingerprint(generator)[:32]}.json"
+    try:
+        cache[generator] = decode(json.loads(path.read_text()))
+        return cache[generator]
+    except (OSError, ValueError, TypeError):  # not measured yet, or unreadable: measure
+        pass
+    first = next(generator.parameters(), None)
+    if first is None or (first.device.type == "cpu" and first.dtype == torch.float32):
+        was_training = generator.training
+        generator.eval()
+        try:
+            value = measure(generator)
+        finally:
+            generator.train(was_training)
+    else:
+        value = measure(copy.deepcopy(generator).to(device="cpu", dtype=torch.float32).eval())
+    cache[generator] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, default=dataclasses.astuple)))
+    except OSError:  # a read-only cache folder only costs the next process a measurement
+        pass
+    return value
 
 
 def has_state(generator: nn.Module) -> bool:
@@ -110,7 +172,7 @@ def receptive_field(generator: nn.Module) -> int:
             "this generator carries state across all earlier frames (a phase vocoder): it has no finite receptive "
             "field; vocode it whole, with synthesize_chunked or with stream_synthesis"
         )
-    return measure_once(_FIELDS, generator, _measure)
+    return measure_once(_FIELDS, generator, _measure, _field)
 
 
 @torch.no_grad()

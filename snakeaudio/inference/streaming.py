@@ -30,6 +30,7 @@ import math
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -113,7 +114,15 @@ def _tile(x: Tensor, length: int) -> Tensor:
 
 def _supports(generator: nn.Module) -> list[_Support]:
     """The measured supports of ``generator.stages()``, once per generator."""
-    return measure_once(_SUPPORTS, generator, _measure)
+    return measure_once(_SUPPORTS, generator, _measure, _stored_supports)
+
+
+def _stored_supports(stored: Any) -> list[_Support]:
+    if not isinstance(stored, list) or not all(
+        isinstance(row, list) and len(row) == 3 and all(type(v) is int and v >= 0 for v in row) for row in stored
+    ):
+        raise ValueError(f"not a list of stage supports: {stored!r}")
+    return [_Support(*row) for row in stored]
 
 
 def _chain(generator: nn.Module, stagewise: bool) -> list[tuple[Stage, _Support]]:

@@ -37,6 +37,7 @@ __all__ = [
     "cpu_library",
     "cpu_kernels_available",
     "cache_dir",
+    "cache_root",
     "threads_for",
     "snake_forward_cpu",
     "snake_backward_cpu",
@@ -49,10 +50,14 @@ _BUILD_TIMEOUT_S = 180
 _FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-fno-math-errno", "-ffp-contract=fast"]
 
 
+def cache_root() -> Path:
+    """Folder of snakeaudio's caches: ``$SNAKEAUDIO_CACHE``, else ``~/.cache/snakeaudio``."""
+    return Path(os.environ.get("SNAKEAUDIO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "snakeaudio"))
+
+
 def cache_dir() -> Path:
     """Folder where compiled kernels are cached."""
-    root = os.environ.get("SNAKEAUDIO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "snakeaudio")
-    return Path(root) / "kernels"
+    return cache_root() / "kernels"
 
 
 def _cpu_fingerprint() -> str:
