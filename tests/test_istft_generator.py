@@ -265,3 +265,12 @@ def test_griffin_lim_rounds_name_an_input_too_short_for_their_stft():
     with pytest.raises(ValueError, match="reflect padding needs more than 384 samples, got 256"):
         g(torch.randn(1, 100, 1) - 5)
     assert g(torch.randn(1, 100, 2) - 5).shape == (1, 1, 512)
+
+
+def test_griffin_lim_rounds_are_fixed_once_the_head_is_built():
+    """Chunked and streamed synthesis measure their context with the rounds, so changing them
+    on a built model would leave that measurement stale: refused, with the way to do it."""
+    g = _small("istft_pv_24khz_100band")
+    with pytest.raises(AttributeError, match=r"build Generator\(generator.config.replace\(griffin_lim_iterations=N\)\)"):
+        g.head.griffin_lim_iterations = 8
+    assert g.head.griffin_lim_iterations == 4

@@ -114,7 +114,7 @@ class ISTFTHead(nn.Module):
         griffin_lim_iterations: int = 0,
     ) -> None:
         super().__init__()
-        self.griffin_lim_iterations = griffin_lim_iterations
+        self._griffin_lim_iterations = griffin_lim_iterations
         self.stft = STFT(n_fft, hop_length) if griffin_lim_iterations else None
         self.channels, self.bins = channels, n_fft // 2 + 1
         self.proj = init_conv_(nn.Conv1d(channels, 2 * self.bins, 1))
@@ -124,6 +124,18 @@ class ISTFTHead(nn.Module):
             nn.init.zeros_(self.proj.bias)
         self.istft = InverseSTFT(n_fft, hop_length)
         self.register_buffer("prior", prior, persistent=False)
+
+    @property
+    def griffin_lim_iterations(self) -> int:
+        """Fast Griffin-Lim rounds before the last inverse STFT; fixed when the head is built."""
+        return self._griffin_lim_iterations
+
+    @griffin_lim_iterations.setter
+    def griffin_lim_iterations(self, value: int) -> None:
+        raise AttributeError(
+            "griffin_lim_iterations is fixed when the head is built (chunked and streamed synthesis measure their context "
+            "with it); build Generator(generator.config.replace(griffin_lim_iterations=N)) and load the weights into it"
+        )
 
     def stages(self) -> list[tuple[Callable[[Tensor], Tensor], int]]:
         """The head as ``(function, upsampling ratio)`` stages (see :meth:`Generator.stages`)."""
