@@ -14,11 +14,12 @@ and a spectrum computed with the mel's framing inverts back to the signal it cam
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from ..nn._common import backend_setting
+from ..nn._common import backend_setting, keep_buffer_dtypes
 from ..nn.functional import exporting
 
 __all__ = ["STFT", "InverseSTFT", "fast_griffin_lim", "inverse_dft_basis"]
@@ -87,6 +88,10 @@ class STFT(nn.Module):
         frames = self._frames(wav)  # (B, F, n_fft)
         spectrum = torch.matmul(frames, self.basis.to(frames.dtype).t()).transpose(1, 2)  # (B, 2K, F)
         return spectrum.chunk(2, dim=1)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        keep_buffer_dtypes(partial(super()._apply, fn, recurse), [self])  # window and basis stay float32
+        return self
 
     def extra_repr(self) -> str:
         return f"n_fft={self.n_fft}, hop_length={self.hop_length}"
@@ -192,6 +197,10 @@ class InverseSTFT(nn.Module):
         envelope = self._overlap_add(self.window_power.to(dtype)[None, :, :, None] * ones)  # (1, hop, F + R − 1)
         x = x / envelope.clamp(min=1e-8)
         return self._crop(x.transpose(1, 2).reshape(batch, 1, -1), frames)  # (B, hop, F + R − 1) -> (B, 1, (F + R − 1)·hop)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        keep_buffer_dtypes(partial(super()._apply, fn, recurse), [self])  # window and basis stay float32
+        return self
 
     def extra_repr(self) -> str:
         return f"n_fft={self.n_fft}, hop_length={self.hop_length}"

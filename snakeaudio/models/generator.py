@@ -12,6 +12,7 @@ from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 from ..dsp.istft import STFT, InverseSTFT, fast_griffin_lim
 from ..dsp.mel import MelSpectrogram, mel_basis
+from ..nn._common import keep_buffer_dtypes
 from ..nn.blocks import ActivationFactory, AMPBlock, ChannelNorm, ConvNeXtBlock, conv1d, init_conv_, remove_weight_norm
 from ..nn.functional import exporting
 from .config import GeneratorConfig, activation_factory
@@ -136,6 +137,10 @@ class ISTFTHead(nn.Module):
             "griffin_lim_iterations is fixed when the head is built (chunked and streamed synthesis measure their context "
             "with it); build Generator(generator.config.replace(griffin_lim_iterations=N)) and load the weights into it"
         )
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        keep_buffer_dtypes(partial(super()._apply, fn, recurse), [self])  # the prior stays float32
+        return self
 
     def stages(self) -> list[tuple[Callable[[Tensor], Tensor], int]]:
         """The head as ``(function, upsampling ratio)`` stages (see :meth:`Generator.stages`)."""

@@ -5,21 +5,22 @@ Both compute half-precision inputs in float32 (:func:`compute_dtype`), hand the 
 plain-torch formula (:func:`snake_plain`) when exporting or on the reference path; their
 fused kernels are custom ops that eager code calls directly (:class:`EagerCustomOp`). The
 backend setting (:func:`backend_setting`) is read alike by the anti-aliased activation and the
-STFTs of :mod:`snakeaudio.dsp.istft`. Imports torch alone.
+STFTs of :mod:`snakeaudio.dsp.istft`, which also keep their tables' dtype as the activation
+keeps its filters' (:func:`keep_buffer_dtypes`). Imports torch alone.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "BACKENDS", "TINY_ALPHA", "TINY_BETA", "EagerCustomOp", "backend_setting", "compute_dtype", "eager_custom_op",
-    "prepared_parameters", "snake_plain",
+    "keep_buffer_dtypes", "prepared_parameters", "snake_plain",
 ]  # fmt: skip
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
@@ -43,6 +44,19 @@ def backend_setting(backend: str | None) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown {source} {backend!r}; expected one of {', '.join(BACKENDS)}")
     return backend
+
+
+def keep_buffer_dtypes(apply: Callable[[], Any], owners: Iterable[nn.Module]) -> None:
+    """Run ``apply()`` (a module's ``nn.Module._apply``) and give every buffer of ``owners``
+    back the dtype it had, on the device it moved to: signal-processing tables (filters,
+    windows, transform bases) stay float32 through ``.half()`` or ``.to(torch.bfloat16)``,
+    and their users cast them to the compute dtype where they use them."""
+    tables = [(module, name, t) for module in owners for name, t in module._buffers.items() if t is not None]
+    apply()
+    for module, name, before in tables:
+        after = module._buffers[name]
+        if after is not None and after.dtype != before.dtype:
+            module._buffers[name] = before.to(after.device)
 
 
 def _away_from_zero(p: Tensor, tiny: float) -> Tensor:

@@ -17,12 +17,14 @@ float32 rounding.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 
 from ..dsp.filters import DownSample1d, UpSample1d
 from ..kernels.cpu import aa_snake_backward_cpu, aa_snake_forward_cpu, cpu_kernels_available
-from ._common import BACKENDS, backend_setting, compute_dtype, eager_custom_op, prepared_parameters, snake_plain
+from ._common import BACKENDS, backend_setting, compute_dtype, eager_custom_op, keep_buffer_dtypes, prepared_parameters, snake_plain
 from .activations import Snake, SnakeBeta
 from .functional import exporting
 
@@ -325,13 +327,6 @@ class AntiAliasedActivation1d(nn.Module):
         return cached[2]
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        # Keep the filters float32 through dtype conversions, following device moves only.
-        owners = (self, self.upsample, self.downsample.lowpass)
-        tables = [(m, name, t) for m in owners for name, t in m._buffers.items()]
-        super()._apply(fn, recurse)
-        for module, name, before in tables:
-            after = module._buffers[name]
-            if after is not None and before is not None and after.dtype != before.dtype:
-                module._buffers[name] = before.to(after.device)
+        keep_buffer_dtypes(partial(super()._apply, fn, recurse), (self, self.upsample, self.downsample.lowpass))
         self._prepared = None
         return self
