@@ -1,13 +1,17 @@
 """Bundle a speech_small run as a package model: weights, config and a model card with measured metrics.
 
-    python recipes/speech_small/bundle.py runs/speech_small --evaluate tests/data/audio --valid data/speech_small/valid --griffin-lim-iterations 8
+    python recipes/speech_small/bundle.py runs/speech_small --evaluate tests/data/audio --valid data/speech_small/valid \
+        --griffin-lim-iterations 8 --music data/music44k
 
 Copies the run's generator (``config.json``, ``model.safetensors``) to
 ``snakeaudio/pretrained/<name>/`` and writes its ``README.md``: architecture, training data,
 losses, steps, training time, the last validation metrics, and copy-synthesis metrics on real
 recordings the model never saw, against Griffin-Lim, as ``snakeaudio evaluate`` prints them:
-every file of ``--evaluate`` one by one, and ``--count`` clips spread over the recipe's
-held-out folder ``--valid`` (as ``compare.py`` picks them).
+every file of ``--evaluate`` one by one, ``--count`` clips spread over the recipe's
+held-out folder ``--valid`` (as ``compare.py`` picks them), and the music clips of ``--music``,
+out of the model's domain (``python recipes/tones/prepare_music.py --output data/music44k
+--sample-rate 44100 --tracks 4 --seconds 6``: Fish Fillets NG's tunes and Wesnoth's orchestral
+tracks), without DNSMOS, a speech score.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate", type=Path, required=True, help="folder of real recordings the model never saw")
     parser.add_argument("--valid", type=Path, default=None, help="the recipe's held-out folder")
     parser.add_argument("--count", type=int, default=12, help="clips taken from --valid (default: %(default)s)")
+    parser.add_argument("--music", type=Path, default=None, help="folder of music clips (see above)")
     parser.add_argument(
         "--griffin-lim-iterations", type=int, metavar="N",
         help="fast Griffin-Lim rounds the bundled model runs (default: as many as it was trained through)",
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     model = from_pretrained(target)
     report = evaluate(model, audio_files(args.evaluate), progress=True)
     held_out = evaluate(model, clips([], args.valid, args.count), progress=True) if args.valid else None
+    music = evaluate(model, audio_files(args.music), dnsmos=False, progress=True) if args.music else None
     means = report.means()
     beats = {
         "PESQ": means["vocoder"]["pesq"] > means["griffin-lim"]["pesq"],
@@ -114,6 +120,17 @@ Fish Fillets NG dialogue, telephony prompts, KDE words; {held_out.duration:.1f} 
 
 ```
 {held_out.format_table()}
+```
+"""
+    music_section = "" if music is None else f"""
+## Out of its domain: music
+{len(music.files)} clips of game music it was never trained on (`{args.music.as_posix()}`, {music.duration:.1f} s: Fish Fillets
+NG's tunes of sampled instruments and Wesnoth's orchestral tracks, 44.1 kHz, GPL; made by
+`python recipes/tones/prepare_music.py --output {args.music.as_posix()} --sample-rate 44100 --tracks 4 --seconds 6`).
+PESQ is a speech score and pYIN follows one voice: read those columns loosely here.
+
+```
+{music.format_table()}
 ```
 """
     adversarial = max(0, step - opt.get("discriminator_start", 0))
@@ -148,7 +165,7 @@ Against Griffin-Lim on the first set: {', '.join(f"{k} {'better' if v else 'NOT 
 Griffin-Lim inverts the very mel that `mel L1` compares, which flatters it there; `mel L1 ½hop`
 compares frames half a hop away, where no system was fitted. The project's goals for this
 model: {GOALS}.
-
+{music_section}
 ## Limits
 Trained on 4.4 h of real speech (many voices, Czech, English, Dutch and ~25 other
 languages), much of it band-limited below 8 kHz: expect a duller top octave. Without
