@@ -49,19 +49,19 @@ class PhaseVocoder(nn.Module):
 
     @staticmethod
     def peaks(log_magnitude: Tensor) -> tuple[Tensor, Tensor]:
-        """The peak each bin climbs to and that peak's frequency in bins.
+        """The peak each bin climbs to and that peak's frequency in bins, frame by frame (the
+        bins on the last, contiguous axis, along which every lookup runs).
 
-        Shape: (B, K, F) -> (B, K, F) int64 bin indices, (B, K, F) float64 frequencies.
+        Shape: (B, F, K) -> (B, F, K) int64 bin indices, (B, F, K) float64 frequencies.
         """
-        bins = log_magnitude.shape[1]
-        x = nn.functional.pad(log_magnitude.detach().double(), (0, 0, 1, 1), value=-math.inf)  # (B, K + 2, F)
-        left, centre, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
-        index = torch.arange(bins, device=x.device)[:, None].expand_as(centre)
+        bins = log_magnitude.shape[-1]
+        x = nn.functional.pad(log_magnitude.detach().double(), (1, 1), value=-math.inf)  # (B, F, K + 2)
+        left, centre, right = x[..., :-2], x[..., 1:-1], x[..., 2:]
         up = torch.where((right > centre) & (right >= left), 1, torch.where(left > centre, -1, 0))
-        peak = index + up  # one step uphill, then pointer doubling: 2^j steps after j rounds
+        peak = torch.arange(bins, device=x.device) + up  # one step uphill, then pointer doubling: 2^j steps after j rounds
         for _ in range(max(1, bins - 1).bit_length()):
-            peak = torch.gather(peak, 1, peak)
-        a, b, c = (torch.gather(side, 1, peak) for side in (left, centre, right))
+            peak = torch.gather(peak, -1, peak)
+        a, b, c = (torch.gather(side, -1, peak) for side in (left, centre, right))
         a, c = torch.where(a.isinf(), b, a), torch.where(c.isinf(), b, c)  # a peak at an edge: no parabola
         curvature = a - 2 * b + c
         vertex = 0.5 * (a - c) / torch.where(curvature < 0, curvature, -1.0)
@@ -70,14 +70,14 @@ class PhaseVocoder(nn.Module):
     def scan(self, x: Tensor, carry: Tensor | None) -> tuple[Tensor, Tensor]:
         """Shape: x (B, 2K, F), carry (B, K) float64 or None -> (B, 2K, F), the new carry (B, K)."""
         log_magnitude, offset = x.chunk(2, dim=1)  # (B, 2K, F) -> 2 × (B, K, F)
-        peak, frequency = self.peaks(log_magnitude)
-        theta = (frequency * (2 * math.pi * self.hop_length / self.n_fft)).cumsum(dim=-1)  # (B, K, F)
+        peak, frequency = self.peaks(log_magnitude.transpose(1, 2))  # (B, F, K)
+        theta = (frequency * (2 * math.pi * self.hop_length / self.n_fft)).cumsum(dim=1)  # (B, F, K)
         if carry is not None:
-            theta = theta + carry[..., None]
-        bins = torch.arange(log_magnitude.shape[1], device=x.device, dtype=torch.float64)[:, None]
-        locked = torch.gather(theta, 1, peak) + math.pi * (bins - frequency)
-        phase = torch.remainder(offset.double() + locked, 2 * math.pi)
-        return torch.cat([log_magnitude, phase.to(x.dtype)], dim=1), torch.remainder(theta[..., -1], 2 * math.pi)
+            theta = theta + carry[:, None]
+        bins = torch.arange(log_magnitude.shape[1], device=x.device, dtype=torch.float64)
+        locked = torch.gather(theta, -1, peak) + math.pi * (bins - frequency)  # (B, F, K)
+        phase = torch.remainder(offset.double() + locked.transpose(1, 2), 2 * math.pi)
+        return torch.cat([log_magnitude, phase.to(x.dtype)], dim=1), torch.remainder(theta[:, -1], 2 * math.pi)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.scan(x, None)[0]
