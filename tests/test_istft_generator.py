@@ -281,3 +281,19 @@ def test_griffin_lim_rounds_are_fixed_once_the_head_is_built():
     with pytest.raises(AttributeError, match=r"build Generator\(generator.config.replace\(griffin_lim_iterations=N\)\)"):
         g.head.griffin_lim_iterations = 8
     assert g.head.griffin_lim_iterations == 4
+
+
+def test_griffin_lim_momentum_is_a_config_setting():
+    g = _small("istft_pv_24khz_100band")
+    plain = Generator(g.config.replace(griffin_lim_momentum=0.0)).prepare_for_inference()
+    plain.load_state_dict(g.state_dict())
+    mel = torch.randn(1, 100, 12) - 5
+    with torch.no_grad():
+        head_input = g.head.vocoder(g.head.spectrum(g._frame_features(mel)))
+        log_magnitude, phase = head_input.chunk(2, dim=1)
+        magnitude = log_magnitude.exp()
+        expected = fast_griffin_lim(magnitude, magnitude * phase.cos(), magnitude * phase.sin(), g.head.stft, g.head.istft, 4, 0.0)
+        torch.testing.assert_close(plain(mel), expected.clamp(-1, 1))
+        assert not torch.allclose(g(mel), plain(mel))
+    with pytest.raises(ValueError, match=r"griffin_lim_momentum must be in \[0, 1\], got 1.5"):
+        g.config.replace(griffin_lim_momentum=1.5)

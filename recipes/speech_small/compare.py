@@ -8,9 +8,12 @@ training checkpoint folder (``generator.safetensors``, with the run's ``config.j
 above it); ``MODEL=LABEL`` names its row. The clips are every file under ``--clips`` plus
 ``--count`` files spread evenly over ``--valid`` (sorted by name, so the choice is fixed).
 Griffin-Lim is scored once, on the first model's features. ``--griffin-lim-iterations N ...``
-scores every model once per count of fast Griffin-Lim rounds at synthesis (an iSTFT-headed
-model; the weights do not change). Prints one Markdown table of the means over clips, and with
-``--json`` writes every score.
+and ``--griffin-lim-momentum M ...`` score every model once per count of fast Griffin-Lim rounds
+and momentum at synthesis (an iSTFT-headed model; the weights do not change). Prints one
+Markdown table of the means over clips, with a last column for how closely chunked synthesis
+(40-frame chunks, as ``synthesize_chunked``) agrees with whole synthesis on the first clip, in
+dB of signal to difference (Griffin-Lim rounds amplify float rounding), and with ``--json``
+writes every score.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from snakeaudio.dsp.io import audio_files
+from snakeaudio.dsp.io import audio_files, read_audio
+from snakeaudio.inference import synthesize_chunked
 from snakeaudio.inference.evaluate import METRICS, evaluate
 from snakeaudio.models import Generator, GeneratorConfig, from_pretrained
 
@@ -45,11 +49,25 @@ def load(spec: str) -> tuple[str, Generator]:
     return label or folder.name, model
 
 
-def with_rounds(model: Generator, rounds: int) -> Generator:
-    """The same weights, synthesising with ``rounds`` fast Griffin-Lim rounds."""
-    variant = Generator(model.config.replace(griffin_lim_iterations=rounds)).prepare_for_inference()
-    variant.load_state_dict(model.state_dict())
-    return variant.eval()
+def variant(model: Generator, rounds: int | None = None, momentum: float | None = None) -> Generator:
+    """The same weights, synthesising with ``rounds`` fast Griffin-Lim rounds at ``momentum`` (None: the model's own)."""
+    config = model.config
+    config = config.replace(
+        griffin_lim_iterations=config.griffin_lim_iterations if rounds is None else rounds,
+        griffin_lim_momentum=config.griffin_lim_momentum if momentum is None else momentum,
+    )
+    new = Generator(config).prepare_for_inference()
+    new.load_state_dict(model.state_dict())
+    return new.eval()
+
+
+def chunk_agreement_db(model: Generator, clip: Path) -> float:
+    """Signal-to-difference ratio (dB) of 40-frame chunked synthesis against whole synthesis of ``clip``."""
+    with torch.no_grad():
+        mel = model.mel(read_audio(clip, model.sample_rate)[None, None])
+        whole = model(mel)
+        difference = synthesize_chunked(model, mel, 40) - whole
+    return float(10 * torch.log10(whole.square().sum() / difference.square().sum()))
 
 
 def clips(folders: list[Path], valid: Path | None, count: int) -> list[Path]:
@@ -68,24 +86,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=12, help="clips taken from --valid (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--griffin-lim-iterations", type=int, nargs="+", metavar="N", help="rounds at synthesis to score each model with")
+    parser.add_argument("--griffin-lim-momentum", type=float, nargs="+", metavar="M", help="momenta at synthesis to score each model with")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     files = clips(args.clips, args.valid, args.count)
     models = [load(spec) for spec in args.models]
-    if args.griffin_lim_iterations:
-        models = [(f"{label}, {n} rounds", with_rounds(model, n)) for label, model in models for n in args.griffin_lim_iterations]
+    if args.griffin_lim_iterations or args.griffin_lim_momentum:
+        models = [
+            (label + (f", {n} rounds" if n is not None else "") + (f", momentum {m:g}" if m is not None else ""), variant(model, n, m))
+            for label, model in models
+            for n in args.griffin_lim_iterations or [None]
+            for m in args.griffin_lim_momentum or [None]
+        ]  # fmt: skip
     rows, everything = {}, {}
     for i, (label, model) in enumerate(models):
         report = evaluate(model, files, griffin_lim_baseline=i == 0, progress=True)
         means = report.means()
-        rows[label] = means["vocoder"]
+        rows[label] = {**means["vocoder"], "chunks": chunk_agreement_db(model, files[0])}
         if i == 0:
             rows["griffin-lim"] = means["griffin-lim"]
             rows["input"] = report.input_means()  # its own DNSMOS
         everything[label] = report.to_dict()
-    metrics = list(METRICS)
+    metrics = [*METRICS, "chunks"]
+    names = {**METRICS, "chunks": "chunks vs whole dB ↑"}
     print(f"{len(files)} clips: " + ", ".join(f.name for f in files))
-    print("| model | " + " | ".join(METRICS[m] for m in metrics) + " |")
+    print("| model | " + " | ".join(names[m] for m in metrics) + " |")
     print("|---" * (len(metrics) + 1) + "|")
     for label, means in rows.items():
         cells = ["–" if means.get(m) is None or np.isnan(means[m]) else f"{means[m]:.3g}" for m in metrics]

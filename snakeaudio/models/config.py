@@ -63,7 +63,8 @@ class GeneratorConfig:
       ``"vocoder"`` (a learned offset on a phase-locked vocoder's phase, which turns
       each partial at its own frequency: see :class:`~snakeaudio.models.generator.PhaseVocoder`).
     - ``griffin_lim_iterations``: rounds of fast Griffin-Lim that make the head's spectrum
-      consistent before the last inverse STFT, keeping its magnitude (trained through).
+      consistent before the last inverse STFT, keeping its magnitude (trained through), with
+      ``griffin_lim_momentum`` (Perraudin et al.'s α, in [0, 1]; 0 is plain Griffin-Lim).
     - ``mel_prior``: the log-magnitude is a residual on the pseudo-inverse of the input mel
       (FreeV's prior); needs the head at the mel's own STFT (no upsampling,
       ``istft_n_fft == n_fft``).
@@ -95,6 +96,7 @@ class GeneratorConfig:
     istft_hop_size: int = 4
     istft_phase: str = "frame"
     griffin_lim_iterations: int = 0
+    griffin_lim_momentum: float = 0.99
     mel_prior: bool = False
     training: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -121,6 +123,8 @@ class GeneratorConfig:
             )
         if self.griffin_lim_iterations < 0 or (self.griffin_lim_iterations and self.head != "istft"):
             raise ValueError(f"griffin_lim_iterations needs head 'istft' and must be >= 0, got {self.griffin_lim_iterations}")
+        if not 0 <= self.griffin_lim_momentum <= 1:
+            raise ValueError(f"griffin_lim_momentum must be in [0, 1], got {self.griffin_lim_momentum}")
         if self.istft_phase not in ("frame", "vocoder"):
             raise ValueError(f"istft_phase must be 'frame' or 'vocoder', got {self.istft_phase!r}")
         if self.head == "istft":

@@ -95,7 +95,7 @@ class ISTFTHead(nn.Module):
     the head takes the features and the mel stacked on the channel axis.
 
     With ``griffin_lim_iterations`` the spectrum is refined by that many rounds of fast
-    Griffin-Lim before the last inverse STFT (:func:`~snakeaudio.dsp.istft.fast_griffin_lim`):
+    Griffin-Lim (momentum ``griffin_lim_momentum``) before the last inverse STFT (:func:`~snakeaudio.dsp.istft.fast_griffin_lim`):
     each round makes it closer to the STFT of a signal, keeping the predicted magnitude.
 
     With ``vocoder`` the phase is a learned offset on a :class:`PhaseVocoder`'s phase,
@@ -113,9 +113,10 @@ class ISTFTHead(nn.Module):
         prior: Tensor | None = None,
         vocoder: bool = False,
         griffin_lim_iterations: int = 0,
+        griffin_lim_momentum: float = 0.99,
     ) -> None:
         super().__init__()
-        self._griffin_lim_iterations = griffin_lim_iterations
+        self._griffin_lim_iterations, self.griffin_lim_momentum = griffin_lim_iterations, griffin_lim_momentum
         self.stft = STFT(n_fft, hop_length) if griffin_lim_iterations else None
         self.channels, self.bins = channels, n_fft // 2 + 1
         self.proj = init_conv_(nn.Conv1d(channels, 2 * self.bins, 1))
@@ -162,7 +163,9 @@ class ISTFTHead(nn.Module):
         log_magnitude, phase = x.chunk(2, dim=1)
         magnitude = log_magnitude.clamp(max=_MAX_LOG_MAGNITUDE).exp()
         real, imag = magnitude * torch.cos(phase), magnitude * torch.sin(phase)
-        wav = fast_griffin_lim(magnitude, real, imag, self.stft, self.istft, self.griffin_lim_iterations)  # (B, 1, F · hop)
+        wav = fast_griffin_lim(
+            magnitude, real, imag, self.stft, self.istft, self.griffin_lim_iterations, self.griffin_lim_momentum
+        )  # (B, 1, F · hop)
         return wav.clamp(-1.0, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -225,7 +228,7 @@ class Generator(nn.Module):
             prior = torch.linalg.pinv(mel_basis(config.mel_config).double()).float() if config.mel_prior else None
             self.head = ISTFTHead(
                 channels, config.istft_n_fft, config.istft_hop_size, prior, vocoder=config.istft_phase == "vocoder",
-                griffin_lim_iterations=config.griffin_lim_iterations,
+                griffin_lim_iterations=config.griffin_lim_iterations, griffin_lim_momentum=config.griffin_lim_momentum,
             )
         else:
             self.activation_post = make_activation(channels)
