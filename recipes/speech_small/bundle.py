@@ -1,7 +1,7 @@
 """Bundle a speech_small run as a package model: weights, config and a model card with measured metrics.
 
     python recipes/speech_small/bundle.py runs/speech_small --evaluate tests/data/audio --valid data/speech_small/valid \
-        --griffin-lim-iterations 8 --music data/music44k
+        --griffin-lim-iterations 8 --griffin-lim-momentum 0.9 --music data/music44k
 
 Copies the run's generator (``config.json``, ``model.safetensors``) to
 ``snakeaudio/pretrained/<name>/`` and writes its ``README.md``: architecture, training data,
@@ -45,9 +45,11 @@ def training_summary(run: Path) -> tuple[int, float, dict]:
     return max(r["step"] for r in records), (seconds + segment) / 3600, validation[-1] if validation else {}
 
 
-def architecture(config: GeneratorConfig, trained_rounds: int) -> str:
-    """The model in words; ``trained_rounds``: the Griffin-Lim rounds it was trained through."""
-    name = next((n for n, c in PRESETS.items() if c == config.replace(training={}, griffin_lim_iterations=trained_rounds)), None)
+def architecture(config: GeneratorConfig, trained: GeneratorConfig) -> str:
+    """The model in words; ``trained``: the configuration it was trained with (its Griffin-Lim rounds and momentum)."""
+    trained_rounds, trained_momentum = trained.griffin_lim_iterations, trained.griffin_lim_momentum
+    as_trained = config.replace(training={}, griffin_lim_iterations=trained_rounds, griffin_lim_momentum=trained_momentum)
+    name = next((n for n, c in PRESETS.items() if c == as_trained), None)
     preset = f"Preset `{name}`: " if name else ""
     if config.head == "istft":
         body = (
@@ -59,9 +61,11 @@ def architecture(config: GeneratorConfig, trained_rounds: int) -> str:
             body += ", the phase a learned offset on a phase-locked vocoder's (each partial turns at its own frequency)"
         rounds = config.griffin_lim_iterations
         if rounds:
-            body += f", then {rounds} rounds of fast Griffin-Lim on the predicted magnitude" + (
-                " (trained through)" if rounds == trained_rounds else f" (trained through {trained_rounds}; more rounds at synthesis, a more consistent spectrum)"
-            )
+            body += f", then {rounds} rounds of fast Griffin-Lim (momentum {config.griffin_lim_momentum:g}) on the predicted magnitude"
+            if (rounds, config.griffin_lim_momentum) == (trained_rounds, trained_momentum):
+                body += " (trained through)"
+            else:
+                body += f" (trained through {trained_rounds} at momentum {trained_momentum:g}; chosen for synthesis by `compare.py`)"
         if config.upsample_rates:
             body = f"AMP stages upsampling ×{'·'.join(map(str, config.upsample_rates))}, then " + body
     else:
@@ -91,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         "--griffin-lim-iterations", type=int, metavar="N",
         help="fast Griffin-Lim rounds the bundled model runs (default: as many as it was trained through)",
     )  # fmt: skip
+    parser.add_argument(
+        "--griffin-lim-momentum", type=float, metavar="M", help="their momentum (default: the one it was trained with)"
+    )
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     target = BUNDLED / args.name
@@ -98,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         shutil.copyfile(args.run / name, target / name)
     training = json.loads((args.run / "training.json").read_text())
-    trained_rounds = training["generator"].get("griffin_lim_iterations", 0)
-    if args.griffin_lim_iterations is not None:
-        config = GeneratorConfig.from_json(target / CONFIG_FILE)
-        config.replace(griffin_lim_iterations=args.griffin_lim_iterations).to_json(target / CONFIG_FILE)
+    trained = GeneratorConfig.from_json(target / CONFIG_FILE).replace(**training["generator"])
+    trained.replace(
+        griffin_lim_iterations=trained.griffin_lim_iterations if args.griffin_lim_iterations is None else args.griffin_lim_iterations,
+        griffin_lim_momentum=trained.griffin_lim_momentum if args.griffin_lim_momentum is None else args.griffin_lim_momentum,
+    ).to_json(target / CONFIG_FILE)
     step, hours, validation = training_summary(args.run)
     opt = training["training"]
     model = from_pretrained(target)
@@ -139,7 +147,7 @@ PESQ is a speech score and pYIN follows one voice: read those columns loosely he
 The default vocoder of snakeaudio: {model.sample_rate // 1000} kHz speech from {model.num_mels}-band log-mel spectrograms (hop {model.hop_length}), {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters.
 
 ## Model
-{architecture(model.config, trained_rounds)}, with BigVGAN's mel features (n_fft {model.config.n_fft}, window {model.config.win_size},
+{architecture(model.config, trained)}, with BigVGAN's mel features (n_fft {model.config.n_fft}, window {model.config.win_size},
 fmin {model.config.fmin:g} Hz, fmax {model.config.fmax or model.sample_rate / 2:g} Hz). Weights: `model.safetensors`
 (weight norm folded); `config.json` uses BigVGAN's keys{" and snakeaudio's for the iSTFT head" if model.config.head == "istft" else ""}.
 
