@@ -74,7 +74,7 @@ def test_chunked_cli_output_equals_whole(short_clips, tmp_path):
     whole, _ = sf.read(tmp_path / "whole.wav", dtype="float32")
     chunks, _ = sf.read(tmp_path / "chunks.wav", dtype="float32")
     # Equal up to what the default model's Griffin-Lim rounds make of float rounding (see
-    # test_inference.py): a few 16-bit steps at most, about -78 dB overall.
+    # test_inference.py): a few 16-bit steps at most, about -75 dB overall.
     error = whole - chunks
     assert np.abs(error).max() <= 16 / 32768
     assert 10 * np.log10(np.sum(whole.astype(np.float64) ** 2) / max(np.sum(error.astype(np.float64) ** 2), 1e-30)) > 70

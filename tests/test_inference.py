@@ -389,15 +389,16 @@ def test_read_audio_lives_in_dsp():
     assert from_train is read_audio
 
 
-def test_the_bundled_default_chunks_to_within_what_its_griffin_lim_rounds_make_of_rounding():
+@pytest.mark.parametrize("clip", sorted(Path(__file__).parent.joinpath("data", "audio").glob("*.wav")), ids=lambda p: p.stem)
+def test_the_bundled_default_chunks_to_within_what_its_griffin_lim_rounds_make_of_rounding(clip):
     """Its 8 Griffin-Lim rounds amplify the float rounding by which a chunk's convolutions differ
-    from the whole input's: chunks agree with whole synthesis to about −78 dB, not −130 dB."""
+    from the whole input's: chunks agree with whole synthesis to 73–75 dB on these clips, not
+    130 dB (with the rounds' momentum at 0.99 instead of the model's 0.9: 50 dB on Hi-Fi TTS)."""
     from snakeaudio import DEFAULT_MODEL, from_pretrained
-    from snakeaudio.inference import EXAMPLE_INPUT
 
     model = from_pretrained(DEFAULT_MODEL)
     with torch.no_grad():
-        mel = model.mel(read_audio(EXAMPLE_INPUT, model.sample_rate)[None, None])
+        mel = model.mel(read_audio(clip, model.sample_rate)[None, None])
         whole = model(mel)
         for chunk_frames in (7, 40):
             error = synthesize_chunked(model, mel, chunk_frames) - whole

@@ -130,6 +130,12 @@ Fish Fillets NG dialogue, telephony prompts, KDE words; {held_out.duration:.1f} 
 {held_out.format_table()}
 ```
 """
+    music_note = ""
+    if music is not None:
+        ours, theirs = music.means()["vocoder"], music.means()["griffin-lim"]
+        behind = [name for key, name, sign in (("log_mel_l1_shifted", "log-mel L1 half a hop off", 1), ("mrstft", "MR-STFT", 1), ("pesq", "PESQ", -1))
+                  if sign * ours[key] > sign * theirs[key]]  # fmt: skip
+        music_note = f" On the music above it is behind Griffin-Lim in {', '.join(behind)}." if behind else " On the music above it is not behind Griffin-Lim."
     music_section = "" if music is None else f"""
 ## Out of its domain: music
 {len(music.files)} clips of game music it was never trained on (`{args.music.as_posix()}`, {music.duration:.1f} s: Fish Fillets
@@ -178,7 +184,7 @@ model: {GOALS}.
 Trained on 4.4 h of real speech (many voices, Czech, English, Dutch and ~25 other
 languages), much of it band-limited below 8 kHz: expect a duller top octave. Without
 adversarial training, noise-like sounds (fricatives, breath) can come out slightly tonal.
-Not trained on music or singing.
+Not trained on music or singing.{music_note}
 Training continues in later releases (`snakeaudio train` on the same run folder resumes; see the
 recipe's README).
 """
