@@ -77,6 +77,21 @@ def test_receptive_field_of_any_copy(generator):
     assert training.training and all(p.grad is None for p in training.parameters())
 
 
+def test_measurements_do_not_depend_on_flushing_denormals(generator, tmp_path, monkeypatch):
+    """The CLI flushes denormals to zero for speed; the weakest dependence at the edge of this
+    generator's receptive field is a denormal, which the measurement must not lose."""
+    monkeypatch.setenv("SNAKEAUDIO_CACHE", str(tmp_path))
+    flushing = bool((torch.tensor([2e-38]) / 4)[0] == 0)
+    measured = {}
+    try:
+        for flush in (False, True):
+            torch.set_flush_denormal(flush)
+            measured[flush] = chunked._measure(copy.deepcopy(generator).eval()), streaming._measure(copy.deepcopy(generator).eval())
+    finally:
+        torch.set_flush_denormal(flushing)
+    assert measured[True] == measured[False]
+
+
 def test_measurements_are_kept_on_disk_for_the_next_process(generator, tmp_path, monkeypatch):
     """A new generator object with the same weights reads its receptive field and stage
     supports from the cache folder; other weights, or an unreadable file, are measured again."""

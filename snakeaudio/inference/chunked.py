@@ -46,6 +46,11 @@ def _field(stored: Any) -> int:
     return stored
 
 
+GRADIENT_SCALE = 2.0**64
+"""Seed of the measuring backprops: the weakest dependence at the edge of a support can be a
+float32 denormal, which a process that flushes denormals to zero (as the CLI does for speed)
+would lose; scaled up, it is a normal number, while the strongest stay far below overflow."""
+
 _MAX_FIELD = 4096  # frames: beyond this the generator is not a finite-context convolutional network
 
 
@@ -69,7 +74,7 @@ def _measure(generator: nn.Module) -> int:
                 probe.requires_grad_(True)
                 out = generator(probe)  # (1, num_mels, F) -> (1, 1, F · hop)
                 # Which frames the samples of the centre frame depend on.
-                (grad,) = torch.autograd.grad(out[0, 0, centre * hop : (centre + 1) * hop].sum(), probe)
+                (grad,) = torch.autograd.grad(out[0, 0, centre * hop : (centre + 1) * hop].sum() * GRADIENT_SCALE, probe)
                 reached |= grad[0].abs().sum(0) > 0  # (num_mels, F) -> (F,)
             used = reached.nonzero().flatten()
             if used.numel() == 0:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import checked_mel as _frames
-from .chunked import has_state, measure_once, receptive_field
+from .chunked import GRADIENT_SCALE, has_state, measure_once, receptive_field
 
 __all__ = ["stream_synthesis", "streaming_latency"]
 
@@ -68,7 +68,7 @@ def _dependence(stage: Stage, ratio: int, probe: Tensor) -> Tensor:
     for q in range(n // 2, n // 2 + 4):
         block = out[..., q * ratio : (q + 1) * ratio]
         weights = torch.randn(block.shape, generator=torch.Generator().manual_seed(q))  # no cancellation
-        (grad,) = torch.autograd.grad((block * weights).sum(), probe, retain_graph=True)
+        (grad,) = torch.autograd.grad((block * weights).sum() * GRADIENT_SCALE, probe, retain_graph=True)
         rows.append(grad[0].abs().sum(0) > 0)
     return torch.stack(rows)
 
