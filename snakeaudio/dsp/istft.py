@@ -14,12 +14,11 @@ and a spectrum computed with the mel's framing inverts back to the signal it cam
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from ..nn._common import backend_setting, keep_buffer_dtypes
+from ..nn._common import BufferDtypesKept, backend_setting
 from ..nn.functional import exporting
 
 __all__ = ["STFT", "InverseSTFT", "fast_griffin_lim", "inverse_dft_basis"]
@@ -47,11 +46,12 @@ def inverse_dft_basis(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor]:
     return weight * torch.cos(angle) * w / n_fft, -weight * torch.sin(angle) * w / n_fft
 
 
-class STFT(nn.Module):
+class STFT(BufferDtypesKept):
     """One-sided STFT with a periodic Hann window and the mel's framing (reflect padding of
     (n_fft − hop_length) / 2 on each side, no centring): the analysis that :class:`InverseSTFT`
-    inverts. ``backend="reference"`` keeps to the matrix product; ``None`` reads
-    ``$SNAKEAUDIO_BACKEND`` (see the module docstring).
+    inverts; its window and basis stay float32 under ``.half()`` and the like.
+    ``backend="reference"`` keeps to the matrix product; ``None`` reads ``$SNAKEAUDIO_BACKEND``
+    (see the module docstring).
 
     Shape: (B, 1, F · hop_length) -> real, imag (B, n_fft // 2 + 1, F).
 
@@ -89,10 +89,6 @@ class STFT(nn.Module):
         spectrum = torch.matmul(frames, self.basis.to(frames.dtype).t()).transpose(1, 2)  # (B, 2K, F)
         return spectrum.chunk(2, dim=1)
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        keep_buffer_dtypes(partial(super()._apply, fn, recurse), [self])  # window and basis stay float32
-        return self
-
     def extra_repr(self) -> str:
         return f"n_fft={self.n_fft}, hop_length={self.hop_length}"
 
@@ -120,8 +116,9 @@ def fast_griffin_lim(
     return istft(previous_real, previous_imag)
 
 
-class InverseSTFT(nn.Module):
-    """Windowed overlap-add inverse of a one-sided STFT with a periodic Hann window.
+class InverseSTFT(BufferDtypesKept):
+    """Windowed overlap-add inverse of a one-sided STFT with a periodic Hann window; its
+    window and basis stay float32 under ``.half()`` and the like.
 
     Args:
         n_fft: frame length; a multiple of ``hop_length``, at least twice it (a Hann window
@@ -197,10 +194,6 @@ class InverseSTFT(nn.Module):
         envelope = self._overlap_add(self.window_power.to(dtype)[None, :, :, None] * ones)  # (1, hop, F + R − 1)
         x = x / envelope.clamp(min=1e-8)
         return self._crop(x.transpose(1, 2).reshape(batch, 1, -1), frames)  # (B, hop, F + R − 1) -> (B, 1, (F + R − 1)·hop)
-
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        keep_buffer_dtypes(partial(super()._apply, fn, recurse), [self])  # window and basis stay float32
-        return self
 
     def extra_repr(self) -> str:
         return f"n_fft={self.n_fft}, hop_length={self.hop_length}"

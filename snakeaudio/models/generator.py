@@ -12,7 +12,7 @@ from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 from ..dsp.istft import STFT, InverseSTFT, fast_griffin_lim
 from ..dsp.mel import MelSpectrogram, mel_basis
-from ..nn._common import keep_buffer_dtypes
+from ..nn._common import BufferDtypesKept
 from ..nn.blocks import ActivationFactory, AMPBlock, ChannelNorm, ConvNeXtBlock, conv1d, init_conv_, remove_weight_norm
 from ..nn.functional import exporting
 from .config import GeneratorConfig, activation_factory
@@ -86,13 +86,14 @@ class PhaseVocoder(nn.Module):
         return f"n_fft={self.n_fft}, hop_length={self.hop_length}"
 
 
-class ISTFTHead(nn.Module):
+class ISTFTHead(BufferDtypesKept):
     """Features to waveform through a spectrum: a 1×1 convolution gives each frame's
     log-magnitude and phase, an inverse STFT overlaps and adds them.
 
     With ``prior`` (a pseudo-inverse mel basis, (n_fft // 2 + 1, n_mels)) the log-magnitude
     is a residual on ``log(prior · exp(mel))``, the magnitude the mel alone implies, and
-    the head takes the features and the mel stacked on the channel axis.
+    the head takes the features and the mel stacked on the channel axis; the prior stays
+    float32 under ``.half()`` and the like.
 
     With ``griffin_lim_iterations`` the spectrum is refined by that many rounds of fast
     Griffin-Lim (momentum ``griffin_lim_momentum``) before the last inverse STFT (:func:`~snakeaudio.dsp.istft.fast_griffin_lim`):
@@ -138,10 +139,6 @@ class ISTFTHead(nn.Module):
             "griffin_lim_iterations is fixed when the head is built (chunked and streamed synthesis measure their context "
             "with it); build Generator(generator.config.replace(griffin_lim_iterations=N)) and load the weights into it"
         )
-
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        keep_buffer_dtypes(partial(super()._apply, fn, recurse), [self])  # the prior stays float32
-        return self
 
     def stages(self) -> list[tuple[Callable[[Tensor], Tensor], int]]:
         """The head as ``(function, upsampling ratio)`` stages (see :meth:`Generator.stages`)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "BACKENDS", "TINY_ALPHA", "TINY_BETA", "EagerCustomOp", "backend_setting", "compute_dtype", "eager_custom_op",
-    "keep_buffer_dtypes", "prepared_parameters", "snake_plain",
+    "BufferDtypesKept", "keep_buffer_dtypes", "prepared_parameters", "snake_plain",
 ]  # fmt: skip
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
@@ -57,6 +58,15 @@ def keep_buffer_dtypes(apply: Callable[[], Any], owners: Iterable[nn.Module]) ->
         after = module._buffers[name]
         if after is not None and after.dtype != before.dtype:
             module._buffers[name] = before.to(after.device)
+
+
+class BufferDtypesKept(nn.Module):
+    """A module whose own buffers keep their dtype through dtype conversions, following device
+    moves only (:func:`keep_buffer_dtypes` on itself)."""
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        keep_buffer_dtypes(partial(super()._apply, fn, recurse), [self])
+        return self
 
 
 def _away_from_zero(p: Tensor, tiny: float) -> Tensor:
