@@ -217,9 +217,10 @@ def test_help_imports_only_what_it_uses(work):
     assert not imported(result) & {"snakeaudio.models", "snakeaudio.inference", "snakeaudio.train", "soundfile", "librosa", "matplotlib"}
 
 
-def test_receptive_field_only_for_chunked_inputs_and_once_per_model(work, monkeypatch):
+def test_receptive_field_only_for_chunked_inputs_and_once_per_model(work, tmp_path, monkeypatch):
     from snakeaudio.inference import chunked
 
+    monkeypatch.setattr(chunked, "cache_root", lambda: tmp_path)  # not measured by an earlier run
     measured = []
     measure = chunked._measure
     monkeypatch.setattr(chunked, "_measure", lambda generator: measured.append(generator) or measure(generator))
