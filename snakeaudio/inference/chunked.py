@@ -120,25 +120,22 @@ def measure_once(
     docstring; ``decode`` turns the stored JSON back into a measurement and raises
     ``ValueError`` or ``TypeError`` on anything else, which is then measured afresh).
     Measured in eval mode (a training-mode generator is switched back afterwards), and on a
-    float32 CPU copy when the generator lives on another device or in another dtype.
-    ``measure`` may back-propagate to its probe inputs, so tensors made under inference
-    mode are refused.
+    float32 CPU copy when the generator lives on another device or in another dtype, or was
+    made under inference mode (``measure`` may back-propagate to its probe inputs, which
+    inference tensors rule out; the copy is made outside inference mode, so it has none).
     """
     if generator in cache:
         return cache[generator]
-    if any(t.is_inference() for t in (*generator.parameters(), *generator.buffers())):
-        raise ValueError(
-            "the generator's tensors were created under torch.inference_mode(), which rules out the backprop "
-            "that measures its receptive field and stage supports; create or load it outside inference mode (no_grad is fine)"
-        )
     path = cache_root() / "measured" / f"{measure.__module__}.{measure.__qualname__}-{_fingerprint(generator)[:32]}.json"
     try:
         cache[generator] = decode(json.loads(path.read_text()))
         return cache[generator]
     except (OSError, ValueError, TypeError):  # not measured yet, or unreadable: measure
         pass
-    first = next(generator.parameters(), None)
-    if first is None or (first.device.type == "cpu" and first.dtype == torch.float32):
+    tensors = [*generator.parameters(), *generator.buffers()]
+    if all(t.device.type == "cpu" and not t.is_inference() for t in tensors) and all(
+        t.dtype == torch.float32 for t in generator.parameters()
+    ):
         was_training = generator.training
         generator.eval()
         try:
@@ -146,7 +143,8 @@ def measure_once(
         finally:
             generator.train(was_training)
     else:
-        value = measure(copy.deepcopy(generator).to(device="cpu", dtype=torch.float32).eval())
+        with torch.inference_mode(False):
+            value = measure(copy.deepcopy(generator).to(device="cpu", dtype=torch.float32).eval())
     cache[generator] = value
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
