@@ -158,6 +158,8 @@ def _train(args: argparse.Namespace) -> int:
     if trainer.step and trainer.dist.main:
         print(f"resuming {args.output} from step {trainer.step}")
     step = trainer.fit()
+    if trainer.stopped_by is not None:
+        return 128 + trainer.stopped_by  # the trainer said where the checkpoint is
     if trainer.dist.main:
         print(f"trained to step {step}; the generator is in {args.output} (snakeaudio.from_pretrained)")
     return 0

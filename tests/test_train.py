@@ -82,6 +82,28 @@ def test_resume_after_sigkill_loses_nothing(tmp_path):
     assert [r["step"] for r in records] == list(range(1, last + 3))  # steps after the checkpoint were redone, not doubled
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_the_step_and_checkpoints_it(tmp_path, signum):
+    """A scheduler's SIGTERM or a Ctrl-C between checkpoints: the run stops after the step in
+    progress with a checkpoint of it, exits 128 + the signal, and resumes there."""
+    out = tmp_path / "run"
+    config = write_config(tmp_path, max_steps=200, checkpoint_every=1000, num_workers=1)
+    proc = subprocess.Popen([sys.executable, "-m", "snakeaudio.cli", "train", str(config), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    metrics, deadline = out / "metrics.jsonl", time.time() + 300
+    while not (metrics.is_file() and metrics.read_text().count('"loss_mel"') >= 3) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    (step,) = checkpoint_steps(out)
+    assert 3 <= step < 200 and f"stopped by {signum.name} at step {step}" in stderr and "Traceback" not in stderr
+    state = torch.load(out / "checkpoints" / f"step_{step:08d}" / "state.pt", weights_only=True)
+    assert state["step"] == step
+    result = snakeaudio("train", config, "-o", out, "--max-steps", step + 1)
+    assert result.returncode == 0 and f"resuming {out} from step {step}" in result.stdout, result.stderr
+
+
 def test_torchrun_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     result = subprocess.run(

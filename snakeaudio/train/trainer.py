@@ -9,7 +9,8 @@ Output folder layout::
 
 Checkpoints are written into a temporary folder and renamed into place, so a run killed at
 any moment leaves the previous checkpoints whole; running again on the same folder resumes
-from the newest one.
+from the newest one. SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) stops a run after
+the step in progress, with a checkpoint of that step; a second one stops it at once.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import uuid
 import warnings
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +189,39 @@ def snake_statistics(model: nn.Module) -> dict[str, float]:
     return stats
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _stop_requests() -> Iterator[list[signal.Signals]]:
+    """While inside, SIGINT and SIGTERM are appended to the yielded list instead of ending the
+    process, so the step in progress can finish and be checkpointed; a second one raises
+    KeyboardInterrupt (the checkpoints on disk stay whole). Outside the main thread, where
+    handlers cannot be set, the list stays empty."""
+    requested: list[signal.Signals] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def record(signum: int, frame: object) -> None:
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signal.Signals(signum))
+
+    previous = {s: signal.signal(s, record) for s in _STOP_SIGNALS}
+    try:
+        yield requested
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT and SIGTERM to the trainer, which shuts them down itself."""
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
 def _tensorboard(folder: Path):
     """A TensorBoard writer when the ``tensorboard`` package is installed (extra ``train``), else None."""
     try:
@@ -230,6 +267,7 @@ class Trainer:
         self.config = config
         self.output = Path(output)
         self._writer = None
+        self.stopped_by: signal.Signals | None = None  # the signal that stopped fit() early, if one did
         self.dist, self.device = _init_distributed(device)
         try:
             if self.device.type == "cpu":
@@ -526,8 +564,9 @@ class Trainer:
             dist.destroy_process_group()
 
     def fit(self, max_steps: int | None = None) -> int:
-        """Train until ``max_steps`` (default: the config's). Returns the final step. Closes
-        the trainer (:meth:`close`) when it ends, also on error."""
+        """Train until ``max_steps`` (default: the config's), or until SIGINT or SIGTERM stops
+        it after a step, with a checkpoint (:attr:`stopped_by` names the signal). Returns the
+        final step. Closes the trainer (:meth:`close`) when it ends, also on error."""
         try:
             return self._fit(max_steps or self.config.training.max_steps)
         finally:
@@ -548,6 +587,7 @@ class Trainer:
         loader = DataLoader(
             self.train_set, batch_size=opt.batch_size, shuffle=sampler is None, sampler=sampler,
             num_workers=opt.num_workers, drop_last=True, persistent_workers=opt.num_workers > 0,
+            worker_init_fn=_ignore_stop_signals,
         )  # fmt: skip
         if len(loader) == 0:
             raise ValueError(f"the training set has {len(self.train_set)} items, fewer than one batch of {opt.batch_size}")
@@ -555,29 +595,52 @@ class Trainer:
         bar = tqdm(total=max_steps, initial=self.step, desc="training", unit="step", disable=not self.dist.main)
         epoch = 0
         start = time.time()
-        while self.step < max_steps:
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            for wav in loader:
-                values = self.train_step(wav)
-                bar.update(1)
-                bar.set_postfix(loss_mel=f"{values['loss_mel']:.3f}", loss_d=f"{values['loss_d']:.3f}")
-                if self.dist.main and self.step % opt.log_every == 0:
-                    stats = snake_statistics(self.generator)
-                    collapsed = [k for k, v in stats.items() if k.startswith("alpha_min") and v < 1e-3]
-                    if collapsed:
-                        warnings.warn(f"Snake α collapsing toward zero at step {self.step}: {', '.join(collapsed[:4])}", stacklevel=2)
-                    self._log({"step": self.step, "time": time.time() - start, **values, **stats})
-                if self.dist.main and self.step % opt.validate_every == 0:
-                    metrics = self.validate()
-                    if metrics:
-                        self._log({"step": self.step, **metrics})
-                if self.dist.main and (self.step % opt.checkpoint_every == 0 or self.step == max_steps):
-                    self.save_checkpoint()
-                if self.step >= max_steps:
-                    break
-            epoch += 1
+        with _stop_requests() as requested:
+            while self.step < max_steps and self.stopped_by is None:
+                if sampler is not None:
+                    sampler.set_epoch(epoch)
+                self._epoch(loader, bar, start, max_steps, requested)
+                epoch += 1
         bar.close()
         if self.dist.world_size > 1:
             dist.barrier()
         return self.step
+
+    def _epoch(self, loader: DataLoader, bar: tqdm, start: float, max_steps: int, requested: list[signal.Signals]) -> None:
+        """Steps over one pass of ``loader``, until ``max_steps`` or a stop request."""
+        opt = self.config.training
+        for wav in loader:
+            values = self.train_step(wav)
+            bar.update(1)
+            bar.set_postfix(loss_mel=f"{values['loss_mel']:.3f}", loss_d=f"{values['loss_d']:.3f}")
+            if self.dist.main and self.step % opt.log_every == 0:
+                stats = snake_statistics(self.generator)
+                collapsed = [k for k, v in stats.items() if k.startswith("alpha_min") and v < 1e-3]
+                if collapsed:
+                    warnings.warn(f"Snake α collapsing toward zero at step {self.step}: {', '.join(collapsed[:4])}", stacklevel=2)
+                self._log({"step": self.step, "time": time.time() - start, **values, **stats})
+            if self.dist.main and self.step % opt.validate_every == 0:
+                metrics = self.validate()
+                if metrics:
+                    self._log({"step": self.step, **metrics})
+            stop = self._agreed_stop(requested)
+            if self.dist.main and (stop or self.step % opt.checkpoint_every == 0 or self.step == max_steps):
+                self.save_checkpoint()
+            if stop:
+                if self.dist.main:
+                    log.warning("stopped by %s at step %d; checkpoint saved in %s: run the same command to resume",
+                                self.stopped_by.name, self.step, self.output / "checkpoints")  # fmt: skip
+                return
+            if self.step >= max_steps:
+                return
+
+    def _agreed_stop(self, requested: list[signal.Signals]) -> bool:
+        """Whether any rank was asked to stop (every rank must stop after the same step)."""
+        signum = int(requested[0]) if requested else 0
+        if self.dist.world_size > 1:
+            flag = torch.tensor([signum], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            signum = int(flag)
+        if signum:
+            self.stopped_by = signal.Signals(signum)
+        return bool(signum)
