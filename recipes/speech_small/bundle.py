@@ -83,9 +83,18 @@ def losses(opt: dict) -> str:
     return ", ".join(terms)
 
 
+def music_share(data: dict) -> tuple[int, float]:
+    """Music clips (``music_*``, from ``prepare_mixed.py``) in the run's training folder, and their share of its files."""
+    folder = Path(data.get("path") or "")
+    files = audio_files(folder) if folder.is_dir() else []
+    music = sum(f.name.startswith("music_") for f in files)
+    return music, music / max(len(files), 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="speech_small run folder")
+    parser.add_argument("--config", type=Path, default=Path("recipes/speech_small/config.json"), help="the run's training config (default: %(default)s)")
     parser.add_argument("--name", default=DEFAULT_MODEL)
     parser.add_argument("--evaluate", type=Path, required=True, help="folder of real recordings the model never saw")
     parser.add_argument("--valid", type=Path, default=None, help="the recipe's held-out folder")
@@ -130,6 +139,7 @@ Fish Fillets NG dialogue, telephony prompts, KDE words; {held_out.duration:.1f} 
 {held_out.format_table()}
 ```
 """
+    music_clips, music_fraction = music_share(training["data"])
     music_note = ""
     if music is not None:
         ours, theirs = music.means()["vocoder"], music.means()["griffin-lim"]
@@ -138,7 +148,7 @@ Fish Fillets NG dialogue, telephony prompts, KDE words; {held_out.duration:.1f} 
         music_note = f" On the music above it is behind Griffin-Lim in {', '.join(behind)}." if behind else " On the music above it is not behind Griffin-Lim."
     music_section = "" if music is None else f"""
 ## Out of its domain: music
-{len(music.files)} clips of game music it was never trained on (`{args.music.as_posix()}`, {music.duration:.1f} s: Fish Fillets
+{len(music.files)} clips of game music {"from tracks " if music_clips else ""}it was never trained on (`{args.music.as_posix()}`, {music.duration:.1f} s: Fish Fillets
 NG's tunes of sampled instruments and Wesnoth's orchestral tracks, 44.1 kHz, GPL; made by
 `python recipes/tones/prepare_music.py --output {args.music.as_posix()} --sample-rate 44100 --tracks 4 --seconds 6`).
 PESQ is a speech score and pYIN follows one voice: read those columns loosely here.
@@ -148,6 +158,12 @@ PESQ is a speech score and pYIN follows one voice: read those columns loosely he
 ```
 """
     adversarial = max(0, step - opt.get("discriminator_start", 0))
+    mixed = (
+        f", with {music_clips} clips of game music as a minority ({music_fraction:.0%} of the files; "
+        "`recipes/speech_small/prepare_mixed.py`, Fish Fillets NG's and Wesnoth's tracks other than those scored below)"
+        if music_clips
+        else ""
+    )
     card = f"""# {args.name}
 
 The default vocoder of snakeaudio: {model.sample_rate // 1000} kHz speech from {model.num_mels}-band log-mel spectrograms (hop {model.hop_length}), {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters.
@@ -158,12 +174,12 @@ fmin {model.config.fmin:g} Hz, fmax {model.config.fmax or model.sample_rate / 2:
 (weight norm folded); `config.json` uses BigVGAN's keys{" and snakeaudio's for the iSTFT head" if model.config.head == "istft" else ""}.
 
 ## Training
-Recipe `recipes/speech_small` (`snakeaudio train recipes/speech_small/config.json --output runs/speech_small`),
+Recipe `recipes/speech_small` (`snakeaudio train {args.config.as_posix()} --output {args.run.as_posix()}`),
 on 2 CPU cores: {step} steps of batch {opt['batch_size']} × {opt['segment_size']} samples, {hours:.1f} h of training (wall clock, including any time the process was paused).
 The generator trains on {losses(opt)};
 {f"the adversarial stage (MPD + MRD, from step {opt.get('discriminator_start', 0)}) has not started yet" if not adversarial else f'then {adversarial} steps add MPD + MRD discriminators (width ×{opt["discriminator_channel_mult"]:g}' + (f', on {opt["discriminator_segment"]}-sample windows' if opt.get("discriminator_segment") else '') + ')'}.
 Data: the recipe's offline corpus (`recipes/speech_small/prepare_data.py`; see its README for the voices,
-recordings and licenses).
+recordings and licenses){mixed}.
 Last validation (step {validation.get('step', '–')}, held-out corpus clips): log-mel L1 {validation.get('val_mel_l1', float('nan')):.3f},
 MR-STFT {validation.get('val_mrstft', float('nan')):.3f}, PESQ {validation.get('val_pesq', float('nan')):.2f}.
 
@@ -184,7 +200,7 @@ model: {GOALS}.
 Trained on 4.4 h of real speech (many voices, Czech, English, Dutch and ~25 other
 languages), much of it band-limited below 8 kHz: expect a duller top octave. Without
 adversarial training, noise-like sounds (fricatives, breath) can come out slightly tonal.
-Not trained on music or singing.{music_note}
+{"Trained on some instrumental game music (above), not on singing" if music_clips else "Not trained on music or singing"}.{music_note}
 Training continues in later releases (`snakeaudio train` on the same run folder resumes; see the
 recipe's README).
 """

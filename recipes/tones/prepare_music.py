@@ -33,6 +33,11 @@ START = 0.4  # where in a track its clip starts, as a fraction of its length
 QUIET_DBFS = -40.0
 
 
+def pick(tracks: list[Path], count: int) -> list[Path]:
+    """``count`` of ``tracks``, evenly spaced in their order (all of them when there are fewer)."""
+    return [tracks[i] for i in np.linspace(0, len(tracks) - 1, min(count, len(tracks))).round().astype(int)]
+
+
 def cut_clip(path: Path, sample_rate: int, seconds: float) -> np.ndarray | None:
     """The track's clip, mono at ``sample_rate`` and peak −1 dBFS, or None when the clip is too quiet or the track too short."""
     info = sf.info(str(path))
@@ -62,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             tracks = sorted((unpack(package, args.debs, Path(tmp) / package) / folder).glob("*.ogg"))
             if not tracks:
                 raise SystemExit(f"{package} holds no .ogg tracks under {folder}")
-            picked = [tracks[i] for i in np.linspace(0, len(tracks) - 1, min(args.tracks, len(tracks))).round().astype(int)]
-            for track in picked:
+            for track in pick(tracks, args.tracks):
                 clip = cut_clip(track, args.sample_rate, args.seconds)
                 if clip is None:
                     why = f"shorter than {args.seconds:g} s from {START:.0%} on, or quieter than {QUIET_DBFS:g} dBFS"
