@@ -5,7 +5,8 @@ tracker tunes, GPL-2, and Wesnoth's orchestral tracks, GPL-2+), leaving out ever
 held-out music evaluation picks (the tones recipe's 8 per package, the model card's 4), so the
 music scores stay on tracks the model never heard. From each remaining track ``--clips`` clips
 of ``--seconds`` are cut, evenly spaced between 10 % and 90 % of it, mixed to mono, resampled
-and peak-normalised to −1 dBFS like the speech; clips quieter than −40 dBFS RMS are skipped.
+and peak-normalised to −1 dBFS (the speech clips peak at a random 0.3–0.95, and the config's
+gain augmentation varies the level of both); clips quieter than −40 dBFS RMS are skipped.
 The trainer samples files uniformly, so the music's share of the training segments is its share
 of the files (about a fifth with the defaults).
 
