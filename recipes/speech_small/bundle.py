@@ -143,7 +143,7 @@ Fish Fillets NG dialogue, telephony prompts, KDE words; {held_out.duration:.1f} 
     music_note = ""
     if music is not None:
         ours, theirs = music.means()["vocoder"], music.means()["griffin-lim"]
-        behind = [name for key, name, sign in (("log_mel_l1_shifted", "log-mel L1 half a hop off", 1), ("mrstft", "MR-STFT", 1), ("pesq", "PESQ", -1))
+        behind = [name for key, name, sign in (("log_mel_l1_shifted", "log-mel L1 half a hop off", 1), ("mr_stft", "MR-STFT", 1), ("pesq", "PESQ", -1))
                   if sign * ours[key] > sign * theirs[key]]  # fmt: skip
         music_note = f" On the music above it is behind Griffin-Lim in {', '.join(behind)}." if behind else " On the music above it is not behind Griffin-Lim."
     music_section = "" if music is None else f"""
