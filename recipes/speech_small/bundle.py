@@ -91,6 +91,17 @@ def music_share(data: dict) -> tuple[int, float]:
     return music, music / max(len(files), 1)
 
 
+MUSIC_SCORES = (("log_mel_l1_shifted", "log-mel L1 half a hop off", 1), ("mr_stft", "MR-STFT", 1), ("pesq", "PESQ", -1))
+"""Scores the card compares with Griffin-Lim's on music: key, name, sign (1: lower is better)."""
+
+
+def behind_griffin_lim(means: dict[str, dict]) -> str:
+    """The model card's sentence on the music scores where the vocoder is behind Griffin-Lim."""
+    ours, theirs = means["vocoder"], means["griffin-lim"]
+    behind = [name for key, name, sign in MUSIC_SCORES if sign * ours[key] > sign * theirs[key]]
+    return f" On the music above it is behind Griffin-Lim in {', '.join(behind)}." if behind else " On the music above it is not behind Griffin-Lim."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="speech_small run folder")
@@ -140,12 +151,7 @@ Fish Fillets NG dialogue, telephony prompts, KDE words; {held_out.duration:.1f} 
 ```
 """
     music_clips, music_fraction = music_share(training["data"])
-    music_note = ""
-    if music is not None:
-        ours, theirs = music.means()["vocoder"], music.means()["griffin-lim"]
-        behind = [name for key, name, sign in (("log_mel_l1_shifted", "log-mel L1 half a hop off", 1), ("mr_stft", "MR-STFT", 1), ("pesq", "PESQ", -1))
-                  if sign * ours[key] > sign * theirs[key]]  # fmt: skip
-        music_note = f" On the music above it is behind Griffin-Lim in {', '.join(behind)}." if behind else " On the music above it is not behind Griffin-Lim."
+    music_note = "" if music is None else behind_griffin_lim(music.means())
     music_section = "" if music is None else f"""
 ## Out of its domain: music
 {len(music.files)} clips of game music {"from tracks " if music_clips else ""}it was never trained on (`{args.music.as_posix()}`, {music.duration:.1f} s: Fish Fillets
