@@ -419,7 +419,7 @@ def test_read_audio_lives_in_dsp():
 def test_the_bundled_default_chunks_to_within_what_its_griffin_lim_rounds_make_of_rounding(clip):
     """Chunked synthesis is whole synthesis: in float64 they agree to 210–220 dB on 300 frames.
     In float32 the 8 Griffin-Lim rounds amplify the rounding by which a chunk's convolutions
-    differ from the whole input's: 64–77 dB on these clips, by machine and thread count."""
+    differ from the whole input's: 64–75 dB on these clips, by machine and thread count."""
     from snakeaudio import DEFAULT_MODEL, from_pretrained
 
     model = from_pretrained(DEFAULT_MODEL)

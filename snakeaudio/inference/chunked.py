@@ -181,7 +181,7 @@ def receptive_field(generator: nn.Module) -> int:
 @torch.no_grad()
 def synthesize_chunked(generator: nn.Module, mel: Tensor, chunk_frames: int, context: int | None = None) -> Tensor:
     """Vocode ``mel`` (B, num_mels, F) chunk by chunk; equals ``generator(mel)`` to float rounding
-    (which Griffin-Lim rounds amplify: the bundled default's 8 agree to 64–77 dB on the test clips in float32, 210 dB in float64).
+    (which Griffin-Lim rounds amplify: the bundled default's 8 agree to 64–75 dB on the test clips in float32, 210 dB in float64).
 
     Args:
         chunk_frames: mel frames synthesised per step (memory grows with chunk + 2·context).
